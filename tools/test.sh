@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command (README): set up, check notebooks and library are in sync and clean, run every chapter, run pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh dev
+. .venv/bin/activate
+snap() { find playbook_lib nbs README.md -type f \( -name '*.py' -o -name '*.ipynb' -o -name 'README.md' \) -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum; }
+before=$(snap)
+echo "== nbdev-export: the library must match the notebooks"
+nbdev-export
+after=$(snap)
+if [ "$before" != "$after" ]; then diff <(echo "$before") <(echo "$after") || true; echo "nbdev-export changed files: run nbdev-export and commit" >&2; exit 1; fi
+echo "== nbdev-clean: notebooks must be clean"
+nbdev-clean
+after=$(snap)
+if [ "$before" != "$after" ]; then diff <(echo "$before") <(echo "$after") || true; echo "nbdev-clean changed notebooks: run nbdev-clean and commit" >&2; exit 1; fi
+echo "== README.md must be generated from nbs/index.ipynb"
+python tools/readme.py --check
+echo "== nbdev-test: every chapter, IN_TEST budgets"
+nbdev-test --n_workers 2 --timing
+echo "== pytest"
+python -m pytest tests/ -q -p no:cacheprovider
