@@ -1,0 +1,63 @@
+"""Benchmarks for chapter 4 (playbook_lib.judge / golden); every ratio is measured in this one run.
+
+    flock /tmp/playbook-cpu.lock python bench/bench_eval.py [--pairs 200] [--delay 0.03] [--prompts 16] [--new-tokens 32]
+
+1. 200 pairs (400 judge calls) against the scripted loopback judge with a fixed delay per request:
+   concurrency 8 vs sequential (target >= 5x);
+2. the same run again on a warm cache: requests sent (target 0);
+3. batched local generation (chat_generate, batch_size=16) vs one at a time (batch_size=1) on the cpu model:
+   generated tokens per second (target >= 4x).
+"""
+import argparse, tempfile, time
+from pathlib import Path
+
+from playbook_lib.judge import ScriptedJudgeServer, pairwise_judge
+
+def bench_judge(n_pairs, delay):
+    items = [f"问题 {i}" for i in range(n_pairs)]
+    A, B = [f"回答 A{i}" for i in range(n_pairs)], [f"回答 B{i}" + "！" * (i % 3) for i in range(n_pairs)]
+    res = {}
+    with tempfile.TemporaryDirectory() as d, ScriptedJudgeServer(verdict="longer", delay=delay) as srv:
+        for conc in (1, 8):
+            t0 = time.perf_counter()
+            r = pairwise_judge(items, A, B, endpoint=srv.url, model="scripted", cache=Path(d) / f"c{conc}.jsonl", concurrency=conc)
+            res[conc] = time.perf_counter() - t0, r.usage.requests
+        before = srv.requests
+        t0 = time.perf_counter()
+        r = pairwise_judge(items, A, B, endpoint=srv.url, model="scripted", cache=Path(d) / "c8.jsonl", concurrency=8)
+        res["cached"] = time.perf_counter() - t0, srv.requests - before, r.usage.cache_hits
+    return res
+
+def bench_generate(n_prompts, new_tokens):
+    from playbook_lib.models import load_base, chat_generate
+    from playbook_lib.golden import load_golden
+    model, tok = load_base("cpu")
+    convs = [c["messages"] for c in load_golden(limit=n_prompts)]
+    out = {}
+    for bs in (1, 16):
+        t0 = time.perf_counter()
+        answers = chat_generate(model, tok, convs, max_new_tokens=new_tokens, batch_size=bs)
+        dt = time.perf_counter() - t0
+        toks = sum(len(tok(a, add_special_tokens=False)["input_ids"]) for a in answers)
+        out[bs] = toks / dt, toks, dt
+    return out
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="第四章基准：并发裁判、缓存重跑、批量生成")
+    p.add_argument("--pairs", type=int, default=200); p.add_argument("--delay", type=float, default=0.03)
+    p.add_argument("--prompts", type=int, default=16); p.add_argument("--new-tokens", type=int, default=32)
+    p.add_argument("--skip-generate", action="store_true")
+    a = p.parse_args(argv)
+    j = bench_judge(a.pairs, a.delay)
+    (t1, r1), (t8, r8), (tc, rc, hits) = j[1], j[8], j["cached"]
+    print(f"judge, {a.pairs} pairs ({2*a.pairs} calls, {a.delay*1000:.0f} ms each on the server):")
+    print(f"  sequential     {t1:6.2f} s  ({r1} requests)")
+    print(f"  concurrency 8  {t8:6.2f} s  ({r8} requests)   speed-up {t1/t8:.1f}x  (target >= 5x)")
+    print(f"  cached re-run  {tc:6.2f} s  ({rc} requests sent, {hits} cache hits)  (target 0 requests)")
+    if a.skip_generate: return
+    g = bench_generate(a.prompts, a.new_tokens)
+    print(f"local generation, cpu model, {a.prompts} prompts x {a.new_tokens} new tokens:")
+    for bs in (1, 16): print(f"  batch_size={bs:<3} {g[bs][0]:7.1f} tokens/s  ({g[bs][1]} tokens in {g[bs][2]:.1f} s)")
+    print(f"  batched / one-at-a-time: {g[16][0]/g[1][0]:.1f}x  (target >= 4x)")
+
+if __name__ == "__main__": main()

@@ -1,0 +1,102 @@
+"Chapter 3 data checks: the committed dirty dataset, bad input, cleaning, splitting, and `playbook check-data`."
+import json, subprocess, sys
+from pathlib import Path
+import pytest
+from playbook_lib.models import load_tokenizer
+from playbook_lib.tickets import data_dir, load_split
+from playbook_lib.data import (clean, find_pii, from_messages, id_card_valid, lint, luhn_valid, make_dirty, read_examples,
+                               split_examples, to_messages, DATA_CODES, DataInputError)
+
+DATA = data_dir()
+HELD_OUT = {n: load_split(n) for n in ("val", "test", "golden")}
+
+@pytest.fixture(scope="module")
+def dirty_report():
+    exs, problems = read_examples(DATA/"dirty.jsonl")
+    rep = lint(exs, tokenizer=load_tokenizer("cpu"), schema=DATA/"ticket.schema.json", others=HELD_OUT, input_problems=problems)
+    return exs, rep
+
+def test_committed_dirty_file_is_reproducible():
+    lines, manifest = make_dirty(seed=0)
+    assert b"\n".join(lines) + b"\n" == (DATA/"dirty.jsonl").read_bytes()
+    assert json.loads((DATA/"dirty.manifest.json").read_text())["planted"] == manifest
+    assert {m["expect"] for m in manifest if m["expect"]} >= set(DATA_CODES) | {"bom", "wrong_encoding", "malformed_json", "missing_fields"}
+
+def test_every_planted_problem_is_found_and_nothing_else(dirty_report):
+    exs, rep = dirty_report
+    manifest = json.loads((DATA/"dirty.manifest.json").read_text())["planted"]
+    found = {(f.src, f.code) for f in rep.findings} | {(f"dirty.jsonl:{p.line}", p.code) for p in rep.input_problems}
+    missed = [m for m in manifest if m["expect"] and (f"dirty.jsonl:{m['line']}", m["expect"]) not in found]
+    assert missed == []
+    negatives = {f"dirty.jsonl:{m['line']}" for m in manifest if not m["expect"]}
+    assert not [x for x in found if x[0] in negatives]           # invalid ID / card numbers, other formats: not flagged
+    planted = {f"dirty.jsonl:{m['line']}" for m in manifest}
+    assert not [f for f in rep.findings if f.severity == "error" and f.src not in planted]  # clean rows carry no errors
+    assert not rep.ok
+
+def test_pii_is_masked_in_reports(dirty_report):
+    _, rep = dirty_report
+    pii = [f for f in rep.findings if f.code == "pii"]
+    assert pii and all("****" in f.detail or "***@" in f.detail or "*"*11 in f.detail for f in pii)
+    raw = (DATA/"dirty.jsonl").read_text(encoding="utf-8", errors="replace")
+    import re
+    for f in pii:
+        for digits in re.findall(r"\d{11,}", f.detail): assert digits not in raw
+
+def test_validators():
+    assert id_card_valid("11010519491231002X") and not id_card_valid("110105194912310021")
+    assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
+    assert [k for k, *_ in find_pii("电话+86 138-1234-5678 订单E202611021234 SKU-12345")] == ["手机号"]
+
+def test_format_round_trips():
+    msgs = load_split("train", 1)[0]["messages"]
+    for fmt in ("messages", "sharegpt", "alpaca", "dolly"): assert to_messages(from_messages(msgs, fmt)) == msgs
+
+def test_bad_input_is_named_counted_and_strict_fails(tmp_path):
+    f = tmp_path/"in.jsonl"
+    f.write_bytes(b"\xef\xbb\xbf" + json.dumps({"instruction": "q", "output": "a"}).encode() + b"\n{bad\n"
+                  + json.dumps({"instruction": "退款", "output": "好"}, ensure_ascii=False).encode("gbk") + b"\n\xff\xfe\xfa\n" + b'{"x": 1}\n')
+    exs, probs = read_examples(f)
+    assert [(p.line, p.code, p.action) for p in probs] == [(1, "bom", "repaired"), (2, "malformed_json", "dropped"),
+        (3, "wrong_encoding", "repaired"), (4, "wrong_encoding", "dropped"), (5, "missing_fields", "dropped")]
+    assert [e["src"] for e in exs] == ["in.jsonl:1", "in.jsonl:3"] and exs[1]["messages"][0]["content"] == "退款"
+    with pytest.raises(DataInputError, match="in.jsonl:1"): read_examples(f, strict=True)
+
+def test_clean_accounts_for_every_row(dirty_report, tmp_path):
+    exs, rep = dirty_report
+    res = clean(exs, rep, out=tmp_path/"kept.jsonl", rejects=tmp_path/"rejects.jsonl")
+    kept = [json.loads(l) for l in (tmp_path/"kept.jsonl").read_text().splitlines()]
+    rejects = [json.loads(l) for l in (tmp_path/"rejects.jsonl").read_text().splitlines()]
+    assert len(kept) + sum(r["id"] is not None for r in rejects) == len(exs)
+    assert sum(r["id"] is None for r in rejects) == len(rep.input_problems)
+    assert all(r["reasons"] for r in rejects) and not list(tmp_path.glob("*.tmp"))
+    again = lint(res.kept, tokenizer=load_tokenizer("cpu"), schema=DATA/"ticket.schema.json", others=HELD_OUT)
+    assert again.errors == []
+
+def test_split_is_deterministic_and_keeps_clusters_together():
+    train = load_split("train")[:400]
+    a, b = split_examples(train, seed=7), split_examples(list(reversed(train)), seed=7)
+    assert {k: sorted(e["id"] for e in v) for k, v in a.items()} == {k: sorted(e["id"] for e in v) for k, v in b.items()}
+    twin = json.loads(json.dumps(train[5])); twin["id"] = "twin"; twin["messages"][1]["content"] = "亲，" + twin["messages"][1]["content"] + "谢谢"
+    where = {e["id"]: k for k, v in split_examples(train + [twin], seed=7).items() for e in v}
+    assert where["twin"] == where[train[5]["id"]]
+
+def _cli(*args, cwd=None):
+    code = "import sys; from playbook_lib.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, "check-data", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+def test_cli_reports_both_and_exits_nonzero_on_dirty(tmp_path):
+    r = _cli(str(DATA/"dirty.jsonl"), "--model", "cpu", "--schema", str(DATA/"ticket.schema.json"), "--rejects", str(tmp_path/"rej.jsonl"),
+             "--clean", str(tmp_path/"clean.jsonl"), "--show-mask", "0")
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "数据检查" in r.stdout and "模板检查" in r.stdout and "dirty.jsonl:160" in r.stdout and "\x1b[42;30m" in r.stdout
+    rej = [json.loads(l) for l in (tmp_path/"rej.jsonl").read_text().splitlines()]
+    assert {"dirty.jsonl:160", "dirty.jsonl:184"} <= {r["src"] for r in rej}
+
+def test_cli_passes_clean_data_and_fails_strict(tmp_path):
+    ok = _cli(str(DATA/"train.jsonl"), "--model", "cpu", "--schema", str(DATA/"ticket.schema.json"), "--rejects", str(tmp_path/"r.jsonl"), "--max-examples", "30")
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    strict = _cli(str(DATA/"dirty.jsonl"), "--strict", "--rejects", str(tmp_path/"r2.jsonl"))
+    assert strict.returncode == 2 and "dirty.jsonl:1" in strict.stderr
+    bad_model = _cli(str(DATA/"train.jsonl"), "--model", "no-such-model", "--rejects", str(tmp_path/"r3.jsonl"))
+    assert bad_model.returncode == 2 and "--model" in bad_model.stderr

@@ -1,0 +1,84 @@
+"Tests of playbook_lib.golden: the committed red-line set, assertions, local and endpoint runs, baselines and the CLI."
+import json
+from pathlib import Path
+
+import pytest
+from playbook_lib.golden import (build_golden_cases, check_assertion, load_golden, score_golden, run_golden, save_report,
+                                 load_report, assert_no_regression, cli_golden, case_from_ticket_record)
+from playbook_lib.judge import ScriptedJudgeServer
+from playbook_lib.tickets import data_dir, read_jsonl
+
+CASES = load_golden()
+GOLD = [c["reference"] for c in CASES]
+
+def test_committed_cases_match_the_converter(tmp_path):
+    rebuilt = build_golden_cases(dest=tmp_path / "g.jsonl")
+    assert rebuilt == read_jsonl(data_dir() / "golden_cases.jsonl") and len(rebuilt) == 80
+    kinds = {a["type"] for c in rebuilt for a in c["assertions"]}
+    assert kinds == {"json_valid", "json_schema", "regex", "not_contains", "max_chars", "equals", "contains"}
+    assert any("rubric" in c for c in rebuilt) and all(c["tags"] for c in rebuilt)
+
+def test_gold_answers_pass_and_each_assertion_can_fail():
+    assert score_golden(CASES, GOLD).pass_rate == 1.0
+    g = json.loads(GOLD[1])
+    ok = lambda a, out: check_assertion(a, out)[0]
+    assert not ok({"type": "json_valid"}, "好的，工单如下：{")
+    assert not ok({"type": "json_schema", "schema": "ticket.schema.json"}, json.dumps({**g, "intent": "chat"}))
+    assert not ok({"type": "regex", "pattern": r"^\s*\{"}, "工单：" + GOLD[1])
+    assert not ok({"type": "not_contains", "value": "```"}, "```json\n" + GOLD[1] + "\n```")
+    assert not ok({"type": "max_chars", "value": 10}, GOLD[1])
+    assert not ok({"type": "equals", "path": "customer.name", "value": "nobody"}, GOLD[1])
+    assert not ok({"type": "equals", "path": "no.such", "value": 1}, GOLD[1])
+    assert ok({"type": "contains", "path": "items", "value": {"name": g["items"][0]["name"]}}, GOLD[1])
+    assert not ok({"type": "contains", "path": "items", "value": {"name": "不存在的商品"}}, GOLD[1])
+    assert ok({"type": "equals", "path": "items.0.qty", "value": g["items"][0]["qty"]}, GOLD[1])
+
+def test_regressions_listed_case_by_case(tmp_path):
+    base = score_golden(CASES, GOLD, "base")
+    broken = list(GOLD); broken[3] = broken[3].replace('"priority":"', '"priority":"x')
+    rep = score_golden(CASES, broken, "new", baseline=base)
+    assert rep.regressions == [CASES[3]["id"]] and rep.fixed == []
+    with pytest.raises(AssertionError, match=CASES[3]["id"]): assert_no_regression(rep, base)
+    assert_no_regression(rep, base, max_drop=0.02)
+    with pytest.raises(AssertionError): assert_no_regression(rep, base, max_drop=0.02, max_regressions=0)
+    p = save_report(rep, tmp_path)
+    assert p.exists() and p.with_suffix(".md").exists() and not list(tmp_path.glob(".*"))  # no temp files left
+    again = load_report(p)
+    assert again.regressions == rep.regressions and again.pass_rate == rep.pass_rate
+    assert "new" in rep._repr_markdown_() and CASES[3]["id"] in rep._repr_markdown_()
+
+def test_rubric_is_checked_only_with_a_judge():
+    i = next(i for i, c in enumerate(CASES) if c.get("rubric"))
+    assert score_golden(CASES[i:i+1], GOLD[i:i+1], rubric_judge=lambda c, o: False).pass_rate == 0.0
+    assert score_golden(CASES[i:i+1], GOLD[i:i+1]).pass_rate == 1.0
+
+def _gold_server(wrong=()):
+    by_msg = {c["messages"][-1]["content"]: (c["id"], c["reference"]) for c in CASES}
+    def respond(messages):
+        cid, ref = by_msg[messages[-1]["content"]]
+        return ref.replace('"intent":"', '"intent":"x') if cid in wrong else ref
+    return ScriptedJudgeServer(respond=respond)
+
+def test_run_golden_against_an_endpoint(tmp_path):
+    with _gold_server() as srv: rep = run_golden(srv.url, limit=12, name="api", out_dir=tmp_path)
+    assert rep.n == 12 and rep.pass_rate == 1.0 and srv.requests == 12
+    assert (tmp_path / "api.json").exists() and (tmp_path / "api.md").exists()
+    assert sum(n for _, n in rep.by_tag.values()) == sum(len(c["tags"]) for c in CASES[:12])
+
+def test_run_golden_local_model_batched():
+    from playbook_lib.models import tiny_model
+    model, tok = tiny_model()
+    rep = run_golden((model, tok), limit=4, max_new_tokens=4, batch_size=4, name="tiny")
+    assert rep.n == 4 and rep.pass_rate == 0.0 and all(isinstance(c["output"], str) for c in rep.cases)
+
+def test_cli_golden_exits_nonzero_on_regression(tmp_path, capsys):
+    out = tmp_path / "reports"
+    with _gold_server() as srv:
+        assert cli_golden(["--endpoint", srv.url, "--limit", "10", "--out", str(out), "--name", "v1"]) == 0
+    bad = {CASES[0]["id"], CASES[5]["id"]}
+    with _gold_server(wrong=bad) as srv:
+        args = ["--endpoint", srv.url, "--limit", "10", "--out", str(out), "--name", "v2", "--baseline", str(out / "v1.json")]
+        assert cli_golden(args) == 1
+        assert "退步" in capsys.readouterr().out
+        assert cli_golden(args + ["--max-drop", "0.2"]) == 0
+    assert sorted(json.loads((out / "v2.json").read_text())["regressions"]) == sorted(bad)

@@ -1,0 +1,76 @@
+"Serve: start transformers serve on loopback, smoke-test through the openai client, stop with no process left."
+import json
+
+import psutil, pytest
+
+from playbook_lib.merge import merge_adapter, random_lora_adapter
+from playbook_lib.models import tiny_model
+from playbook_lib.serve import (MonitorSummary, RequestMonitor, ServeError, cli_serve, retrain_signals, serve,
+                                smoke_test, summarize, vllm_command)
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    d = tmp_path_factory.mktemp("serve")
+    model, tok = tiny_model()
+    adapter = random_lora_adapter(model, d/"adapter", r=4)
+    assert merge_adapter((model, tok), adapter, d/"release").ok
+    return d/"release"
+
+
+def _gone(pid):
+    try: return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess: return True
+
+
+def test_serve_smoke_stop(release, tmp_path):
+    mon = RequestMonitor(tmp_path/"requests.jsonl")
+    with serve(release) as srv:
+        pid = srv.proc.pid
+        children = [c.pid for c in psutil.Process(pid).children(recursive=True)]
+        listening = [c.laddr for c in psutil.Process(pid).net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+        assert listening and all(a.ip == "127.0.0.1" for a in listening)
+        rep = smoke_test(srv.endpoint, srv.model, n=2, max_tokens=12, monitor=mon)
+    assert rep.n == 2 and rep.errors == 0 and rep.ok  # a random tiny model answers garbage, but the path works
+    recs = mon.records()
+    assert len(recs) == 2 and all(r["completion_tokens"] > 0 and r["latency_s"] > 0 for r in recs)
+    assert all(_gone(p) for p in [pid, *children])
+    assert srv.startup_s > 0
+
+
+def test_wrong_model_name_is_an_error(release, tmp_path):
+    mon = RequestMonitor(tmp_path/"r.jsonl")
+    with serve(release) as srv:
+        rep = smoke_test(srv.endpoint, "not-the-model", n=1, max_tokens=4, monitor=mon)
+    assert rep.errors == 1 and mon.records()[0]["outcome"] == "error" and "400" in mon.records()[0]["error"]
+
+
+def test_bad_model_dir_fails_fast_and_cleans_up(tmp_path):
+    (tmp_path/"empty").mkdir()
+    with pytest.raises(ServeError, match="日志末尾"):
+        serve(tmp_path/"empty", timeout=120)
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path/"empty") in " ".join(p.info["cmdline"] or [])]
+    assert leftovers == []
+
+
+def test_cli_serve_smoke(release, tmp_path, capsys):
+    assert cli_serve([str(release), "--smoke", "1", "--monitor", str(tmp_path/"m.jsonl")]) == 0
+    assert "冒烟测试" in capsys.readouterr().out
+    assert len((tmp_path/"m.jsonl").read_text().splitlines()) == 1
+
+
+def test_vllm_multi_lora_command():
+    cmd = vllm_command("base", 9000, loras={"a": "/x", "b": "/y"})
+    assert cmd[:3] == ["vllm", "serve", "base"] and "--enable-lora" in cmd and cmd[-2:] == ["a=/x", "b=/y"]
+    assert cmd[cmd.index("--max-loras") + 1] == "2"
+
+
+def test_summary_and_signals():
+    recs = [dict(ts=float(i), latency_s=float(i + 1), prompt_tokens=10, completion_tokens=10, outcome="ok", accepted=True) for i in range(10)]
+    base = summarize(recs)
+    assert base.p50_s == pytest.approx(5.5) and base.p95_s == pytest.approx(9.55) and base.error_rate == 0
+    assert base.tokens_per_s == pytest.approx(100/19) and base.acceptance_rate == 1
+    bad = [dict(r, outcome="invalid_json", accepted=False) for r in recs[:5]] + [dict(recs[0], outcome="error", accepted=None)]
+    sig = retrain_signals(summarize(bad), base)
+    assert any("JSON" in s for s in sig) and any("采纳率" in s for s in sig) and any("错误率" in s for s in sig)
+    assert retrain_signals(base, base) == []

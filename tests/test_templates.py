@@ -1,0 +1,96 @@
+"Chapter 3 template checker: token-id parity with the vendors' reference encoders, every issue code, Modelfile round trips."
+import copy
+import pytest
+from playbook_lib.models import load_tokenizer
+from playbook_lib.tickets import load_split
+from playbook_lib.train import encode_chat
+from playbook_lib.templates import (ISSUES, check_chat_template, family_tokenizer, loss_mask_view, parse_modelfile, render_go_template,
+                                    render_modelfile, vendor_encoder)
+
+CONVS = [r["messages"] for r in load_split("train", n=30)]
+MULTI = [{"role": "system", "content": "SYS"}, {"role": "user", "content": "第一问"}, {"role": "assistant", "content": "答一"},
+         {"role": "user", "content": "第二问 again"}, {"role": "assistant", "content": "答二"}]
+
+@pytest.fixture(scope="module")
+def smol(): return load_tokenizer("cpu")
+
+@pytest.mark.parametrize("family", ["llama3", "mistral-v3", "qwen2.5"])
+def test_token_ids_match_vendor_reference(family):
+    tok, ref = family_tokenizer(family), vendor_encoder(family)
+    convs = CONVS + ([MULTI[1:], MULTI] if family != "mistral-v3" else [MULTI[1:]])  # v3 + system + multi-turn is not prefix-preserving
+    for c in convs: assert encode_chat(tok, c)["input_ids"] == list(ref(c)), c
+    assert check_chat_template(tok, convs, facts=family, reference=family).ok
+
+def encode_masking_pad(tok, messages, max_length=None):
+    ex = encode_chat(tok, messages, max_length)
+    return dict(ex, labels=[-100 if t == tok.pad_token_id else l for t, l in zip(ex["input_ids"], ex["labels"])])
+
+def encode_everything(tok, messages, max_length=None):
+    ex = encode_chat(tok, messages, max_length); return dict(ex, labels=list(ex["input_ids"]))
+
+def encode_nothing(tok, messages, max_length=None):
+    ex = encode_chat(tok, messages, max_length); return dict(ex, labels=[-100]*len(ex["labels"]))
+
+def encode_text_twice(tok, messages, max_length=None):
+    ids = tok(tok.apply_chat_template(messages, tokenize=False))["input_ids"]
+    return dict(input_ids=ids, labels=ids, attention_mask=[1]*len(ids))
+
+def encode_without_bos(tok, messages, max_length=None):
+    ex = encode_chat(tok, messages, max_length); return {k: v[1:] for k, v in ex.items()}
+
+def test_clean_data_has_no_issues(smol):
+    rep = check_chat_template(smol, CONVS, facts="smollm2", modelfile=render_modelfile(smol), stop_tokens=["<|im_end|>", 2])
+    assert rep.ok and not rep.issues and len(rep.fractions) == len(CONVS)
+    assert all(0.2 < f < 0.5 for f in rep.fractions)
+
+def test_every_issue_code_is_detected(smol):
+    llama, found = family_tokenizer("llama3"), set()
+    no_gen = copy.deepcopy(smol); no_gen.chat_template = smol.chat_template.replace("{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}", "")
+    edited = copy.deepcopy(smol); edited.chat_template = smol.chat_template.replace("'\n'}}{% endfor %}", "'\n\n'}}{% endfor %}")
+    cases = {
+        "double_bos": check_chat_template(llama, CONVS[:2], facts="llama3", encode=encode_text_twice),
+        "missing_bos": check_chat_template(llama, CONVS[:2], facts="llama3", encode=encode_without_bos),
+        "eos_not_trained": check_chat_template(smol, CONVS[:2], encode=encode_masking_pad),
+        "no_assistant_tokens": check_chat_template(smol, CONVS[:2], encode=encode_nothing),
+        "prompt_tokens_trained": check_chat_template(smol, CONVS[:2], encode=encode_everything),
+        "no_generation_prompt": check_chat_template(no_gen, CONVS[:2]),
+        "system_role_unsupported": check_chat_template(family_tokenizer("gemma2"), CONVS[:2], facts="gemma2"),
+        "system_folded": check_chat_template(family_tokenizer("gemma3"), CONVS[:2], facts="gemma3"),
+        "template_not_prefix_preserving": check_chat_template(family_tokenizer("mistral-v3"), [MULTI], facts="mistral-v3"),
+        "role_order_invalid": check_chat_template(smol, [[CONVS[0][0], CONVS[0][2], CONVS[0][1]]]),
+        "template_mismatch": check_chat_template(smol, CONVS[:2], saved=edited),
+        "stop_token_mismatch": check_chat_template(smol, CONVS[:2], stop_tokens=["<|endoftext|>"]),
+    }
+    for code, rep in cases.items():
+        assert code in rep.codes(), (code, rep.codes())
+        issue = next(i for i in rep.issues if i.code == code)
+        assert issue.severity in ("error", "warning") and issue.message and issue.fix and issue.example is not None
+        found.add(code)
+    assert found == set(ISSUES)
+
+def test_reference_and_modelfile_mismatch_are_token_level():
+    llama = family_tokenizer("llama3")
+    wrong_ref = lambda m: vendor_encoder("llama3")(m)[:-1] + [128001]  # <|end_of_text|> where <|eot_id|> belongs
+    rep = check_chat_template(llama, CONVS[:3], facts="llama3", reference=wrong_ref)
+    assert rep.examples("template_mismatch") == [0, 1, 2] and "不同" in rep.issues[0].detail
+    course = 'TEMPLATE """{{ range .Messages }}<|{{ .Role }}|>\n{{ .Content }}</s>\n{{ end }}<|assistant|>\n"""\nPARAMETER stop "</s>"'
+    assert check_chat_template(llama, CONVS[:3], facts="llama3", modelfile=course).codes() == {"template_mismatch", "stop_token_mismatch"}
+
+@pytest.mark.parametrize("family", ["smollm2", "llama3", "qwen2.5", "gemma2", "phi3"])
+def test_render_modelfile_round_trips(family):
+    tok = family_tokenizer(family)
+    convs = CONVS[:10] if family != "gemma2" else [c[1:] for c in CONVS[:10]]
+    mf = render_modelfile(tok, from_="./x.gguf")
+    assert parse_modelfile(mf)["from_"] == "./x.gguf" and parse_modelfile(mf)["stop"]
+    assert check_chat_template(tok, convs, modelfile=mf).ok
+
+def test_go_template_subset():
+    tpl = '{{- if .System }}S={{ .System }};{{ end }}{{ range .Messages }}{{ if eq .Role "user" }}U:{{ .Content }} {{ else if eq .Role "assistant" }}A:{{ .Content }} {{ end }}{{ end -}}\n  END'
+    msgs = [{"role": "system", "content": "x"}, {"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}]
+    assert render_go_template(tpl, msgs) == "S=x;U:a\n\nb A:c END"  # consecutive user turns merged as Ollama does
+    with pytest.raises(ValueError, match="不支持"): render_go_template("{{ len .Messages }}", msgs)
+
+def test_loss_mask_views(smol):
+    v = loss_mask_view(smol, CONVS[0])
+    assert "\x1b[42;30m" in str(v) and "<span" in v._repr_html_()
+    assert "".join(t for t, on in v.pieces if on) == CONVS[0][-1]["content"] + "<|im_end|>"

@@ -1,0 +1,143 @@
+"""playbook_lib.train: label mask, LoRA/QLoRA on the tiny model, config errors, kill-and-resume, 2-process DDP.
+
+Toy conversations (a few dozen tokens each) keep every run to seconds on the tiny random model.
+"""
+import json, math, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest
+
+from playbook_lib.train import TrainConfig, ConfigError, train_sft, check_config, encode_chat, _tiny_for
+import playbook_lib.train as T
+
+def toy(n, seed=0):
+    import random
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        out.append([{"role": "user", "content": f"{a}+{b}=?"}, {"role": "assistant", "content": f"{a+b}"}])
+    return out
+
+def write_jsonl(path, convs):
+    path.write_text("\n".join(json.dumps({"messages": c}, ensure_ascii=False) for c in convs) + "\n")
+    return str(path)
+
+def tiny_cfg(tmp_path, **kw):
+    d = dict(model="tiny", max_steps=8, batch_size=4, eval_steps=0, save_steps=0, learning_rate=1e-2, warmup_ratio=0.0,
+             max_length=128, output_dir=str(tmp_path/"out"))
+    return TrainConfig(**{**d, **kw})
+
+@pytest.fixture(scope="module")
+def tok():
+    from playbook_lib.models import load_tokenizer
+    return load_tokenizer("cpu")
+
+# --- the label mask ------------------------------------------------------------------------------------------------
+
+def test_label_mask_trains_assistant_and_end_of_turn(tok):
+    assert tok.pad_token_id == tok.eos_token_id  # the trap: pad == eos
+    conv = [{"role": "system", "content": "你是工单分析员。"}, {"role": "user", "content": "退款"},
+            {"role": "assistant", "content": '{"intent":"refund"}'}]
+    ex = encode_chat(tok, conv)
+    trained = [i for i, l in enumerate(ex["labels"]) if l != -100]
+    assert tok.decode([ex["input_ids"][i] for i in trained]) == '{"intent":"refund"}<|im_end|>'
+    assert ex["labels"][trained[-1]] == tok.eos_token_id
+    assert all(l == -100 for l in ex["labels"][:trained[0]])          # system + user + generation prompt: masked
+    assert trained == list(range(trained[0], trained[-1] + 1))        # one contiguous assistant span
+
+def test_collator_keeps_end_of_turn_label_when_pad_is_eos(tok):
+    "The batch TRL's SFTTrainer builds: padding is -100, the assistant's <|im_end|> (same id as pad) stays trained."
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+    rows = [encode_chat(tok, c) for c in toy(2)] + [encode_chat(tok, [{"role": "user", "content": "hi " * 20}, {"role": "assistant", "content": "ok"}])]
+    batch = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id)(rows)
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        last_trained = max(j for j, l in enumerate(r["labels"]) if l != -100)
+        assert batch["labels"][i, last_trained].item() == tok.eos_token_id == tok.pad_token_id
+        assert (batch["labels"][i, n:] == -100).all() and (batch["attention_mask"][i, n:] == 0).all()
+
+# --- training ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_loss_falls(tmp_path, method):
+    res = train_sft(tiny_cfg(tmp_path, method=method), toy(32), toy(8, seed=1), progress=False)
+    assert res.steps == 8 and all(math.isfinite(l) for l in res.losses)
+    assert res.losses[-1] < res.losses[0]
+    out = Path(res.output_dir)
+    assert (out/"adapter_model.safetensors").exists() and (out/"chat_template.jinja").exists() and (out/"loss.png").exists()
+
+def test_qlora_tiny_model_is_really_4bit(tmp_path):
+    import bitsandbytes as bnb
+    model, _ = _tiny_for(tiny_cfg(tmp_path, method="qlora"))
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+
+# --- configuration errors ------------------------------------------------------------------------------------------
+
+def test_config_errors_list_valid_values(tmp_path):
+    with pytest.raises(ConfigError, match="可选：full, lora, qlora, ia3, ptuning"): TrainConfig(method="dora")
+    with pytest.raises(ConfigError, match="r=0"): TrainConfig(r=0)
+    with pytest.raises(ConfigError, match="可选：none, tensorboard, wandb, trackio"): TrainConfig(report_to="mlflow")
+    with pytest.raises(ConfigError, match="合法的键：.*learning_rate"): TrainConfig.from_yaml("lr: 1e-3")
+    p = tmp_path/"c.yaml"; TrainConfig(method="qlora", r=4).to_yaml(p)
+    assert TrainConfig.from_yaml(p) == TrainConfig(method="qlora", r=4)
+
+def test_impossible_combinations_fail_before_model_load(tmp_path, tok, monkeypatch):
+    def no_load(*a, **k): raise AssertionError("the model was loaded")
+    monkeypatch.setattr(T, "load_for_training", no_load)
+    t4 = dict(name="Tesla T4", memory_gb=15.0, capability=(7, 5))
+    with pytest.raises(ConfigError, match="compute_dtype: float16"):
+        check_config(tiny_cfg(tmp_path, compute_dtype="bfloat16"), gpu=t4)
+    with pytest.raises(ConfigError, match="max_length 至少"):
+        train_sft(tiny_cfg(tmp_path, max_length=16), toy(8), progress=False)
+    real = T.importlib.util.find_spec
+    monkeypatch.setattr(T.importlib.util, "find_spec", lambda n, *a: None if n == "bitsandbytes" else real(n, *a))
+    with pytest.raises(ConfigError, match="bitsandbytes"):
+        train_sft(tiny_cfg(tmp_path, method="qlora"), toy(8), progress=False)
+
+def test_cli_config_error_exit_code(tmp_path, capsys):
+    from playbook_lib.train import cli_train
+    p = tmp_path/"c.yaml"; p.write_text("method: lora\nlearning_rat: 0.1\n")
+    assert cli_train([str(p)]) == 2
+    assert "learning_rate" in capsys.readouterr().err
+
+# --- processes: kill and resume, DDP -------------------------------------------------------------------------------
+
+def _cli_config(tmp_path, **kw):
+    cfg = tiny_cfg(tmp_path, train_data=write_jsonl(tmp_path/"train.jsonl", toy(64)), val_data=write_jsonl(tmp_path/"val.jsonl", toy(8, 1)), **kw)
+    p = tmp_path/"cfg.yaml"; cfg.to_yaml(p)
+    return p, Path(cfg.output_dir)
+
+def _env(threads=1):
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
+
+def test_kill_then_resume_continues_from_checkpoint(tmp_path):
+    p, out = _cli_config(tmp_path, max_steps=24, save_steps=4)
+    cmd = [sys.executable, "-m", "playbook_lib.train", str(p), "--quiet"]
+    proc = subprocess.Popen(cmd, env=_env(2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not list(out.glob("checkpoint-*/trainer_state.json")) and time.time() < deadline and proc.poll() is None: time.sleep(0.2)
+    time.sleep(0.5)  # let the checkpoint finish writing
+    assert proc.poll() is None, "training finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+    assert not (out/"train_result.json").exists()
+    done = subprocess.run(cmd, env=_env(2), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r = json.loads((out/"train_result.json").read_text())
+    assert r["resumed_from"] and "checkpoint-" in r["resumed_from"]
+    assert r["steps"] == 24 and math.isfinite(r["train_loss"])
+    assert int(r["resumed_from"].rsplit("-", 1)[1]) >= 4
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    p, out = _cli_config(tmp_path, max_steps=4, batch_size=2)
+    # `--cpu` makes accelerate run one process (multi-CPU expects mpirun); the torchrun launcher behind `--multi_gpu`
+    # starts 2 processes, and on a machine without CUDA the trainer runs them on CPU with the gloo backend
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "playbook_lib.train", str(p), "--quiet"]
+    done = subprocess.run(cmd, env=_env(1), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r = json.loads((out/"train_result.json").read_text())
+    assert r["processes"] == 2 and r["steps"] == 4 and math.isfinite(r["train_loss"])
+
+def test_example_config_loads():
+    cfg = TrainConfig.from_yaml(Path(__file__).resolve().parent.parent/"examples"/"train_cpu.yaml")
+    assert cfg.method == "lora" and cfg.model == "cpu"
