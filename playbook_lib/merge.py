@@ -47,11 +47,7 @@ def nf4_roundtrip_(model, double_quant=True, blocksize=64, skip=("lm_head",)):
 class MergeError(RuntimeError):
     "A merge could not be done or failed its checks; the message says why and what to do."
 
-def _sha256(p, bufsize=1<<22):
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        while chunk := f.read(bufsize): h.update(chunk)
-    return h.hexdigest()
+from .models import _sha256  # one file hasher for the model cache and the release
 
 def read_adapter(adapter_dir):
     "The adapter's config (dict) and weights (state dict), with clear errors for missing or corrupt files."
