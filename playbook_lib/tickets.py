@@ -203,6 +203,7 @@ def data_dir():
 def write_jsonl(path, records):
     "Write records to `path` atomically (temp file, then rename)."
     path = Path(path); tmp = path.with_suffix(path.suffix + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(tmp, "w", encoding="utf-8") as f:
         for r in records: f.write(json.dumps(r, ensure_ascii=False) + "\n")
     tmp.replace(path)

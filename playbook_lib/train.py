@@ -253,7 +253,7 @@ def sft_args(cfg, dtype, gpu=None, has_eval=True, progress=True):
         packing=cfg.packing, train_sampling_strategy="group_by_length" if cfg.group_by_length and not cfg.packing else "random",
         gradient_checkpointing=gc, bf16=dtype == "bfloat16", fp16=dtype == "float16", use_cpu=not gpu,
         eval_strategy="steps" if ev else "no", eval_steps=cfg.eval_steps or None, save_strategy="steps", save_steps=cfg.save_steps or 10**9,
-        save_total_limit=2, logging_steps=1, seed=cfg.seed, report_to=cfg.report_to, disable_tqdm=not progress,
+        save_total_limit=2, logging_steps=1, prediction_loss_only=True, seed=cfg.seed, report_to=cfg.report_to, disable_tqdm=not progress,
         ddp_find_unused_parameters=False, ddp_backend="gloo" if multi and not gpu else None, dataloader_num_workers=0)
 
 # %% ../nbs/02_train.ipynb #a6041d0c
@@ -306,6 +306,32 @@ def _result(trainer, cfg, timer, stopper, resumed, tok0):
                        trainable, total, logs, resumed, stopper.stopped_at is not None, processes=trainer.args.world_size)
 
 # %% ../nbs/02_train.ipynb #89dab5bc
+def _cpu_trainer_class():
+    "SFTTrainer whose loss sends only the trained positions through the LM head, in one matmul (CPU; see the text)."
+    import torch
+    from trl import SFTTrainer
+    from transformers import Trainer
+    class CPUSFTTrainer(SFTTrainer):
+        "On CPU, TRL's tiled fused LM head is slow and full logits are large: project only the labelled positions."
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            mode = "train" if self.model.training else "eval"
+            if mode == "train":
+                self._total_train_tokens += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else inputs["position_ids"].size(1)
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+            prompt_learning = getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False)
+            if return_outputs or prompt_learning or self.accelerator.num_processes > 1 or not hasattr(inner, "lm_head"):
+                return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            labels = inputs["labels"][:, 1:]
+            keep = labels != -100
+            with self.accelerator.autocast():
+                h = inner.model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                                position_ids=inputs.get("position_ids")).last_hidden_state
+                logits = inner.lm_head(h[:, :-1][keep])
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels[keep], reduction="sum")
+            return loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1))
+    return CPUSFTTrainer
+
 def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progress=True):
     "Supervised fine-tuning with TRL: loss on assistant tokens only, checkpoints, resume, early stop; returns a TrainResult."
     import torch
@@ -324,7 +350,7 @@ def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progre
     torch.manual_seed(cfg.seed)
     pc = None if is_peft else peft_config_for(cfg.method, cfg.r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules, cfg.num_virtual_tokens)
     timer, stopper = StepTimer(), StopWhenValLossRises(cfg.early_stopping_patience)
-    trainer = SFTTrainer(model=model, args=sft_args(cfg, dtype, gpu, bool(va_c), progress), processing_class=tok, peft_config=pc,
+    trainer = (SFTTrainer if gpu else _cpu_trainer_class())(model=model, args=sft_args(cfg, dtype, gpu, bool(va_c), progress), processing_class=tok, peft_config=pc,
                          train_dataset=encode_dataset(tok, tr_c, cfg.max_length), callbacks=[timer, stopper],
                          eval_dataset=encode_dataset(tok, va_c, cfg.max_length) if va_c else None)
     if not progress: _quiet(trainer)

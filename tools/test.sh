@@ -14,9 +14,11 @@ echo "== nbdev-clean: notebooks must be clean"
 nbdev-clean
 after=$(snap)
 if [ "$before" != "$after" ]; then diff <(echo "$before") <(echo "$after") || true; echo "nbdev-clean changed notebooks: run nbdev-clean and commit" >&2; exit 1; fi
+echo "== every chapter's Colab install cell must match pyproject.toml"
+python tools/colab.py --check
 echo "== README.md must be generated from nbs/index.ipynb"
 python tools/readme.py --check
 echo "== nbdev-test: every chapter, IN_TEST budgets"
-nbdev-test --n_workers 2 --timing
+nbdev-test --n-workers 2 --timing
 echo "== pytest"
 python -m pytest tests/ -q -p no:cacheprovider

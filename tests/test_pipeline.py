@@ -1,0 +1,117 @@
+"`playbook demo` end to end on the tiny budget: stop and resume, Ctrl-C, report consistency, no secret in the run."
+import json, os, re, signal, subprocess, sys, time
+from pathlib import Path
+
+import pytest, shutil
+
+from playbook_lib.pipeline import STAGES, BUDGETS, RunState, find_resumable, new_run, run_stages, Stage, checklist_markdown, CHECKLIST
+
+SECRET = "sk-test-DO-NOT-LEAK-5f3a9c"
+ENV = {**os.environ, "OPENAI_API_KEY": SECRET, "PYTHONUNBUFFERED": "1"}
+ENV.pop("PLAYBOOK_JUDGE_ENDPOINT", None)
+
+PLAYBOOK = shutil.which("playbook") or str(Path(sys.executable).parent/"playbook")
+
+def demo(*args, timeout=1200):
+    cmd = [PLAYBOOK, "demo", "--budget", "tiny", "--no-progress", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
+
+def run_dirs(out): return sorted(p.parent for p in Path(out).glob("*/state.json"))
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    "A tiny demo run stopped after the data stage, then resumed to the end."
+    out = tmp_path_factory.mktemp("runs")
+    first = demo("--out", str(out), "--until", "data")
+    assert first.returncode == 0, first.stderr[-3000:]
+    [d] = run_dirs(out)
+    assert list(RunState.load(d).stages) == ["decide", "plan", "data"]
+    second = demo("--out", str(out))
+    assert second.returncode == 0, second.stderr[-3000:]
+    return out, d, first, second
+
+def test_resume_after_until(finished):
+    out, d, first, second = finished
+    assert run_dirs(out) == [d], "the second run must continue the first run's directory"
+    assert f"续跑 {d}" in second.stdout
+    assert second.stdout.count("已完成，跳过") == 3          # decide, plan, data were not redone
+    assert list(RunState.load(d).stages) == [s.name for s in STAGES]
+
+def test_outputs_and_summary(finished):
+    out, d, _, second = finished
+    for f in ["metrics.json", "report.md", "report.html", "scores.png", "model/config.json", "model/model.safetensors",
+              "model/Modelfile", "adapter/adapter_config.json", "data/train.clean.jsonl", "eval/test_answers.jsonl"]:
+        assert (d/f).exists(), f
+    assert str(d/"report.md") in second.stdout and str(d/"model") in second.stdout
+    assert re.search(r"JSON 合法率\s+\d+\.\d%\s+\d+\.\d%", second.stdout)
+
+def test_report_matches_metrics(finished):
+    _, d, _, second = finished
+    m = json.loads((d/"metrics.json").read_text())
+    st = RunState.load(d)
+    ev = st.result("evaluate")
+    md, page = (d/"report.md").read_text(), (d/"report.html").read_text()
+    for who in ("base", "specialist"):
+        for k in ("json_valid", "exact_match", "golden_pass"):
+            assert m[who][k] == ev[who][k]
+            assert f"{m[who][k]:.1%}" in md and f"{m[who][k]:.1%}" in page
+    assert m["base"]["n_test"] == BUDGETS["tiny"].n_test and m["base"]["n_golden"] == BUDGETS["tiny"].n_golden
+    assert set(m["stage_seconds"]) == {s.name for s in STAGES} - {"report"}
+    assert m["train"]["steps"] == BUDGETS["tiny"].train["max_steps"]
+    assert m["merge"]["lora_modules_left"] == 0 and m["merge"]["greedy_identical"]
+    assert m["serve"]["errors"] == 0 and m["serve"]["n"] == BUDGETS["tiny"].n_smoke
+    assert "本地服务的基座模型" in m["judge"]["who"] and not m["judge"]["external"]
+    assert 'src="data:image/png;base64,' in page                # the HTML report is self-contained
+    assert m["peak_rss_gb"]["main"] > 0.3 and m["peak_rss_gb"]["server"] > 0.3   # real models were loaded
+
+def test_rerun_skips_everything(finished):
+    out, d, _, _ = finished
+    t = time.perf_counter()
+    again = demo("--out", str(out))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("已完成，跳过") == len(STAGES) and run_dirs(out) == [d]
+    assert time.perf_counter() - t < 120
+
+def test_no_secret_in_run(finished):
+    out, d, first, second = finished
+    assert SECRET not in first.stdout + first.stderr + second.stdout + second.stderr
+    for p in d.rglob("*"):
+        if p.is_file() and p.suffix in {".json", ".jsonl", ".md", ".html", ".log", ".yaml", ".txt", ""}:
+            assert SECRET not in p.read_text(errors="ignore"), p
+
+def test_ctrl_c_leaves_a_resumable_run(tmp_path):
+    cmd = [PLAYBOOK, "demo", "--budget", "tiny", "--no-progress", "--out", str(tmp_path)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    seen = []
+    for line in p.stdout:                       # interrupt as soon as training starts
+        seen.append(line)
+        if "▶ [4/8]" in line: p.send_signal(signal.SIGINT); break
+    rest, _ = p.communicate(timeout=300)
+    log = "".join(seen) + rest
+    assert p.returncode == 130, log[-3000:]
+    [d] = run_dirs(tmp_path)
+    assert "已中断" in log and str(d) in log
+    st = RunState.load(d)                        # the state file is intact and holds the finished stages only
+    assert list(st.stages) == ["decide", "plan", "data"]
+    assert find_resumable(tmp_path, st.config).dir == d
+
+def test_bad_arguments():
+    r = demo("--budget", "huge")
+    assert r.returncode == 2 and "--budget" in r.stderr
+
+def test_fresh_and_config_matching(tmp_path):
+    calls = []
+    stages = [Stage("a", "A", "-", lambda s, c: calls.append("a") or {"ok": 1})]
+    s1 = new_run(tmp_path, {"budget": "x"}); run_stages(s1, stages, {}, progress=False, log=lambda *_: None)
+    assert find_resumable(tmp_path, {"budget": "x"}).dir == s1.dir
+    assert find_resumable(tmp_path, {"budget": "y"}) is None      # another config never resumes this run
+    s2 = new_run(tmp_path, {"budget": "x"})                         # what --fresh does
+    assert s2.dir != s1.dir and find_resumable(tmp_path, {"budget": "x"}).dir == s2.dir
+    (s2.dir/"state.json").write_text("{broken")                     # a damaged state file is skipped, not fatal
+    assert find_resumable(tmp_path, {"budget": "x"}).dir == s1.dir
+
+def test_checklist_links_every_chapter():
+    md = checklist_markdown({s.name for s in STAGES})
+    for c in CHECKLIST:
+        assert (Path(__file__).parents[1]/"nbs"/c.chapter).exists(), c.chapter
+    assert md.count("[x]") == sum(bool(c.verified_by) for c in CHECKLIST)
