@@ -376,7 +376,7 @@ def _save_outputs(trainer, cfg, res):
 
 # %% ../nbs/02_train.ipynb #89cc85db
 SPECIALIST_RECIPE = dict(model="cpu", method="lora", r=16, lora_alpha=32, target_modules="all-linear", learning_rate=1e-3,
-                         lr_scheduler_type="cosine", warmup_ratio=0.05, batch_size=8, max_steps=90, eval_steps=30, save_steps=30,
+                         lr_scheduler_type="cosine", warmup_ratio=0.05, batch_size=4, grad_accum=2, max_steps=90, eval_steps=30, save_steps=30,
                          n_val=48, early_stopping_patience=2)
 BUDGETS = {"full": dict(), "tiny": dict(max_steps=3, batch_size=4, n_train=16, n_val=4, eval_steps=0, save_steps=0, early_stopping_patience=0)}
 

@@ -26,7 +26,7 @@ def cells(nb_name):
     version, url, nodeps = project()
     gh = url.replace("https://github.com/", "")
     badge = (f"[![在 Colab 中打开](https://colab.research.google.com/assets/{BADGE_MARK})]"
-             f"(https://colab.research.google.com/github/{gh}/blob/v{version}/nbs/{nb_name})")
+             f"(https://colab.research.google.com/github/{gh}/blob/main/nbs/{nb_name})")
     install = "\n".join([
         "#| eval: false",
         f"# 在 Colab 或新机器上先安装本书的库 playbook-lib {version}（由 {INSTALL_MARK} 按 pyproject.toml 生成，别手改）",
