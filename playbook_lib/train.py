@@ -12,9 +12,9 @@ import os
 __all__ = ['METHODS', 'SCHEDULES', 'REPORT_TO', 'DTYPES', 'UNSLOTH_TARGETS', 'SPECIALIST_RECIPE', 'BUDGETS', 'GENERAL_TEXTS',
            'HYPERPARAM_ADVICE', 'assistant_spans', 'encode_chat', 'ConfigError', 'TrainConfig', 'check_config',
            'resolve_dtype', 'has_unsloth', 'load_for_training', 'conversations', 'encode_dataset',
-           'StopWhenValLossRises', 'StepTimer', 'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb', 'train_sft',
-           'specialist_dir', 'evaluate_tickets', 'load_specialist', 'train_specialist', 'sweep', 'plot_sweep',
-           'perplexity', 'hyperparam_table', 'cli_train']
+           'StopWhenValLossRises', 'StepTimer', 'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb',
+           'last_checkpoint', 'train_sft', 'specialist_dir', 'evaluate_tickets', 'load_specialist', 'train_specialist',
+           'sweep', 'plot_sweep', 'perplexity', 'hyperparam_table', 'cli_train']
 
 # %% ../nbs/02_train.ipynb #a5952898
 def _render(tok, messages, gen_prompt=False):
@@ -332,11 +332,23 @@ def _cpu_trainer_class():
             return loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1))
     return CPUSFTTrainer
 
+def last_checkpoint(output_dir, log=print):
+    "The newest complete checkpoint in `output_dir` (None if there is none); newer half-written ones are removed."
+    import shutil
+    d = Path(output_dir)
+    if not d.is_dir(): return None
+    cks = sorted((p for p in d.glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()), key=lambda p: int(p.name[11:]), reverse=True)
+    for p in cks:
+        try: json.loads((p/"trainer_state.json").read_text()); return str(p)   # the Trainer writes this file last
+        except (OSError, ValueError):
+            log(f"检查点 {p.name} 不完整（保存到一半时进程被终止），已删除，改从更早的检查点续训")
+            if int(os.environ.get("RANK", "0")) == 0: shutil.rmtree(p, ignore_errors=True)
+    return None
+
 def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progress=True):
     "Supervised fine-tuning with TRL: loss on assistant tokens only, checkpoints, resume, early stop; returns a TrainResult."
     import torch
     from trl import SFTTrainer
-    from transformers.trainer_utils import get_last_checkpoint
     from playbook_lib.models import gpu_info, load_tokenizer
     from playbook_lib.plan import peft_config_for
     if not progress:
@@ -354,7 +366,7 @@ def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progre
                          train_dataset=encode_dataset(tok, tr_c, cfg.max_length), callbacks=[timer, stopper],
                          eval_dataset=encode_dataset(tok, va_c, cfg.max_length) if va_c else None)
     if not progress: _quiet(trainer)
-    last = get_last_checkpoint(cfg.output_dir) if Path(cfg.output_dir).is_dir() else None
+    last = last_checkpoint(cfg.output_dir, log=print if progress else (lambda *_: None))
     tok0 = json.loads((Path(last)/"trainer_state.json").read_text())["log_history"][-1].get("num_tokens", 0) if last else 0
     trainer.train(resume_from_checkpoint=last)
     res = _result(trainer, cfg, timer, stopper, last, tok0)
@@ -521,7 +533,7 @@ def cli_train(argv=None):
     except ConfigError as e:
         print(f"配置错误：{e}", file=sys.stderr); return 2
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"完成：{res.steps} 步，训练损失 {res.train_loss:.4f}，验证损失 {res.eval_loss}，{res.tokens_per_s:.0f} token/s，输出 {res.output_dir}")
+        print(f"完成：{res.steps} 步，训练损失 {res.train_loss:.4f}，验证损失 {'—' if res.eval_loss is None else f'{res.eval_loss:.4f}'}，{res.tokens_per_s:.0f} token/s，输出 {res.output_dir}")
     return 0
 
 if __name__ == "__main__" and "__file__" in globals():  # `python -m playbook_lib.train config.yaml` (e.g. under accelerate launch)

@@ -110,22 +110,34 @@ def _cli_config(tmp_path, **kw):
 def _env(threads=1):
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
 
+def _complete_checkpoints(out):
+    "Checkpoint dirs whose trainer_state.json (written last by the Trainer) parses."
+    done = []
+    for p in out.glob("checkpoint-*"):
+        try: json.loads((p/"trainer_state.json").read_text()); done.append(p)
+        except (OSError, ValueError): pass
+    return done
+
 def test_kill_then_resume_continues_from_checkpoint(tmp_path):
-    p, out = _cli_config(tmp_path, max_steps=24, save_steps=4)
+    # 200 steps take the tiny model ~15 s here; we kill as soon as the first checkpoint is complete, long before the end
+    p, out = _cli_config(tmp_path, max_steps=200, save_steps=4)
     cmd = [sys.executable, "-m", "playbook_lib.train", str(p), "--quiet"]
     proc = subprocess.Popen(cmd, env=_env(2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
-    while not list(out.glob("checkpoint-*/trainer_state.json")) and time.time() < deadline and proc.poll() is None: time.sleep(0.2)
-    time.sleep(0.5)  # let the checkpoint finish writing
-    assert proc.poll() is None, "training finished before it could be interrupted"
+    while not _complete_checkpoints(out) and time.time() < deadline and proc.poll() is None: time.sleep(0.05)
+    assert proc.poll() is None, "training finished (or died) before it could be interrupted"
     os.killpg(proc.pid, signal.SIGKILL); proc.wait()
     assert not (out/"train_result.json").exists()
+    # a checkpoint half-written at the moment of the kill: newer than any complete one, no trainer_state.json
+    newest = max(int(c.name.split("-")[1]) for c in out.glob("checkpoint-*"))
+    half = out/f"checkpoint-{newest + 1}"
+    half.mkdir(exist_ok=True); (half/"adapter_model.safetensors").write_bytes(b"truncated")
     done = subprocess.run(cmd, env=_env(2), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     r = json.loads((out/"train_result.json").read_text())
-    assert r["resumed_from"] and "checkpoint-" in r["resumed_from"]
-    assert r["steps"] == 24 and math.isfinite(r["train_loss"])
-    assert int(r["resumed_from"].rsplit("-", 1)[1]) >= 4
+    assert r["resumed_from"] and "checkpoint-" in r["resumed_from"] and not r["resumed_from"].endswith(half.name)
+    assert r["steps"] == 200 and math.isfinite(r["train_loss"])
+    assert 4 <= int(r["resumed_from"].rsplit("-", 1)[1]) < 200
 
 def test_two_process_ddp_on_cpu(tmp_path):
     p, out = _cli_config(tmp_path, max_steps=4, batch_size=2)
