@@ -26,7 +26,7 @@ class PeakRSS:
 
 
 def pick_adapter(arg, work):
-    for c in ([Path(arg)] if arg else []) + [cache_root()/"specialist-cpu", cache_root()/"ch5-quick-qlora-20"]:
+    for c in ([Path(arg)] if arg else []) + sorted(cache_root().glob("specialist-cpu-qlora-*")) + [cache_root()/"specialist-cpu"]:
         if (c/"adapter_model.safetensors").exists(): return c
     return random_lora_adapter(load_base("cpu")[0], work/"random-adapter", r=16)
 

@@ -12,7 +12,7 @@ import os
 __all__ = ['METHODS', 'SCHEDULES', 'REPORT_TO', 'DTYPES', 'UNSLOTH_TARGETS', 'SPECIALIST_RECIPE', 'BUDGETS', 'GENERAL_TEXTS',
            'HYPERPARAM_ADVICE', 'assistant_spans', 'encode_chat', 'ConfigError', 'TrainConfig', 'check_config',
            'resolve_dtype', 'has_unsloth', 'load_for_training', 'conversations', 'encode_dataset',
-           'StopWhenValLossRises', 'StepTimer', 'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb',
+           'StopWhenValLossRises', 'StepTimer', 'TrimHeap', 'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb',
            'last_checkpoint', 'train_sft', 'specialist_dir', 'evaluate_tickets', 'load_specialist', 'train_specialist',
            'sweep', 'plot_sweep', 'perplexity', 'hyperparam_table', 'cli_train']
 
@@ -239,6 +239,15 @@ class StepTimer(TrainerCallback):
     def on_step_begin(self, *a, **kw): self._t = time.perf_counter()
     def on_step_end(self, *a, **kw): self.times.append(time.perf_counter() - self._t)
 
+class TrimHeap(TrainerCallback):
+    "After each optimizer step on CPU, return freed heap pages to the OS (glibc `malloc_trim`); a no-op elsewhere."
+    def __init__(self):
+        import ctypes
+        try: self.libc = ctypes.CDLL("libc.so.6")
+        except OSError: self.libc = None   # not glibc (macOS, Windows, musl): nothing to do
+    def on_step_end(self, *a, **kw):
+        if self.libc is not None: self.libc.malloc_trim(0)
+
 # %% ../nbs/02_train.ipynb #af4202ff
 def sft_args(cfg, dtype, gpu=None, has_eval=True, progress=True):
     "TRL SFTConfig for `cfg` on this hardware."
@@ -363,7 +372,7 @@ def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progre
     pc = None if is_peft else peft_config_for(cfg.method, cfg.r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules, cfg.num_virtual_tokens)
     timer, stopper = StepTimer(), StopWhenValLossRises(cfg.early_stopping_patience)
     trainer = (SFTTrainer if gpu else _cpu_trainer_class())(model=model, args=sft_args(cfg, dtype, gpu, bool(va_c), progress), processing_class=tok, peft_config=pc,
-                         train_dataset=encode_dataset(tok, tr_c, cfg.max_length), callbacks=[timer, stopper],
+                         train_dataset=encode_dataset(tok, tr_c, cfg.max_length), callbacks=[timer, stopper] + ([] if gpu else [TrimHeap()]),
                          eval_dataset=encode_dataset(tok, va_c, cfg.max_length) if va_c else None)
     if not progress: _quiet(trainer)
     last = last_checkpoint(cfg.output_dir, log=print if progress else (lambda *_: None))
@@ -388,7 +397,7 @@ def _save_outputs(trainer, cfg, res):
 
 # %% ../nbs/02_train.ipynb #89cc85db
 SPECIALIST_RECIPE = dict(model="cpu", method="lora", r=16, lora_alpha=32, target_modules="all-linear", learning_rate=1e-3,
-                         lr_scheduler_type="cosine", warmup_ratio=0.05, batch_size=4, grad_accum=2, max_steps=90, eval_steps=30, save_steps=30,
+                         lr_scheduler_type="cosine", warmup_ratio=0.05, batch_size=4, grad_accum=2, max_steps=120, eval_steps=30, save_steps=30,
                          n_val=48, early_stopping_patience=2)
 BUDGETS = {"full": dict(), "tiny": dict(max_steps=3, batch_size=4, n_train=16, n_val=4, eval_steps=0, save_steps=0, early_stopping_patience=0)}
 
@@ -498,8 +507,8 @@ def hyperparam_table(recipe=None):
     "The hyperparameter advice table, with the values of `recipe` (default SPECIALIST_RECIPE) in the last column."
     from IPython.display import Markdown
     r = {**SPECIALIST_RECIPE, **(recipe or {})}
-    ours = {"learning_rate": r["learning_rate"], "num_train_epochs / max_steps": f"{r['max_steps']} 步（约 {r['max_steps']*r['batch_size']/1200:.1f} 轮）",
-            "batch_size × grad_accum": f"{r['batch_size']} × 1", "warmup_ratio": r["warmup_ratio"], "r / lora_alpha": f"{r['r']} / {r['lora_alpha']}，{r['target_modules']}"}
+    ours = {"learning_rate": r["learning_rate"], "num_train_epochs / max_steps": f"{r['max_steps']} 步（约 {r['max_steps']*r['batch_size']*r['grad_accum']/1200:.1f} 轮）",
+            "batch_size × grad_accum": f"{r['batch_size']} × {r['grad_accum']}", "warmup_ratio": r["warmup_ratio"], "r / lora_alpha": f"{r['r']} / {r['lora_alpha']}，{r['target_modules']}"}
     rows = "\n".join(f"| `{k}` | {v} | {why} | {ours[k]} |" for k, v, why in HYPERPARAM_ADVICE)
     return Markdown("| 超参数 | 常用范围 | 建议 | 本书 cpu 配方 |\n|---|---|---|---|\n" + rows)
 
