@@ -17,7 +17,7 @@ def _skip(cell):
 
 def run_chapter(path, cell_timeout=3600, log=print):
     "Execute notebook `path` with full budgets; write it back with outputs if every cell ran. Returns seconds taken."
-    from execnb.nbio import read_nb, write_nb
+    from fastcore.nbio import read_nb, write_nb
     from execnb.shell import CaptureShell
     from fastcore.xtras import working_directory
     path = Path(path).resolve()
