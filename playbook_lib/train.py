@@ -243,10 +243,10 @@ class TrimHeap(TrainerCallback):
     "After each optimizer step on CPU, return freed heap pages to the OS (glibc `malloc_trim`); a no-op elsewhere."
     def __init__(self):
         import ctypes
-        try: self.libc = ctypes.CDLL("libc.so.6")
-        except OSError: self.libc = None   # not glibc (macOS, Windows, musl): nothing to do
+        try: self.trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError): self.trim = None   # not glibc (macOS, Windows, musl): nothing to do
     def on_step_end(self, *a, **kw):
-        if self.libc is not None: self.libc.malloc_trim(0)
+        if self.trim is not None: self.trim(0)
 
 # %% ../nbs/02_train.ipynb #af4202ff
 def sft_args(cfg, dtype, gpu=None, has_eval=True, progress=True):
@@ -427,13 +427,20 @@ def load_specialist(path=None, merge=True):
     return (model.merge_and_unload() if merge else model).eval(), AutoTokenizer.from_pretrained(path)
 
 # %% ../nbs/02_train.ipynb #0a7521d5
-def train_specialist(budget="full", out_dir=None, progress=False):
-    "Train the cpu-tier ticket specialist with SPECIALIST_RECIPE, score it on the test split, save adapter + metrics json."
+def train_specialist(budget="full", out_dir=None, progress=False, reuse=False):
+    """Train the cpu-tier ticket specialist with SPECIALIST_RECIPE, score it on the test split, save adapter + metrics json.
+    `reuse=True` returns the finished specialist already in `out_dir` when it was trained and scored with this exact recipe."""
     import shutil
     from playbook_lib.tickets import load_split
     out = Path(out_dir or specialist_dir(budget))
-    if out.exists(): shutil.rmtree(out)          # a fresh specialist; resuming is train_sft's job
     cfg = TrainConfig(**{**SPECIALIST_RECIPE, **BUDGETS[budget]}, output_dir=str(out))
+    done, result = out/"specialist.json", out/"train_result.json"
+    if reuse and done.exists() and result.exists():
+        if json.loads(done.read_text()).get("recipe") == json.loads(json.dumps(asdict(cfg))):
+            res = TrainResult(**json.loads(result.read_text()))
+            res.metrics = {**(res.metrics or {}), "reused": True}
+            return res
+    if out.exists(): shutil.rmtree(out)          # a fresh specialist; resuming is train_sft's job
     res = train_sft(cfg, "train", "val", progress=progress)
     model, tok = load_specialist(out)
     t0 = time.time()
