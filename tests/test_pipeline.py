@@ -85,8 +85,15 @@ def test_ctrl_c_leaves_a_resumable_run(tmp_path):
     seen = []
     for line in p.stdout:                       # interrupt as soon as training starts
         seen.append(line)
-        if "▶ [4/8]" in line: p.send_signal(signal.SIGINT); break
-    rest, _ = p.communicate(timeout=300)
+        if "▶ [4/8]" in line: break
+    # Ctrl-C until it stops, as a user would: on a loaded machine the first SIGINT can land while a library is being
+    # imported and be swallowed there (seen once in a local run; the demo then finished normally).
+    deadline = time.monotonic() + 300
+    while p.poll() is None and time.monotonic() < deadline:
+        p.send_signal(signal.SIGINT)
+        try: p.wait(timeout=3)
+        except subprocess.TimeoutExpired: pass
+    rest, _ = p.communicate(timeout=60)
     log = "".join(seen) + rest
     assert p.returncode == 130, log[-3000:]
     [d] = run_dirs(tmp_path)
