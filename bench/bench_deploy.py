@@ -25,8 +25,13 @@ class PeakRSS:
     def __exit__(self, *a): self._stop.set(); self.t.join()
 
 
+def _by_steps(p):
+    "Longest-trained chapter-5 graduate first (specialist-cpu-qlora-60 before -2, which the IN_TEST run leaves)."
+    n = p.name.rsplit("-", 1)[1]
+    return -int(n) if n.isdigit() else 0
+
 def pick_adapter(arg, work):
-    for c in ([Path(arg)] if arg else []) + sorted(cache_root().glob("specialist-cpu-qlora-*")) + [cache_root()/"specialist-cpu"]:
+    for c in ([Path(arg)] if arg else []) + sorted(cache_root().glob("specialist-cpu-qlora-*"), key=_by_steps) + [cache_root()/"specialist-cpu"]:
         if (c/"adapter_model.safetensors").exists(): return c
     return random_lora_adapter(load_base("cpu")[0], work/"random-adapter", r=16)
 
