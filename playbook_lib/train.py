@@ -513,8 +513,10 @@ HYPERPARAM_ADVICE = [
 def hyperparam_table(recipe=None):
     "The hyperparameter advice table, with the values of `recipe` (default SPECIALIST_RECIPE) in the last column."
     from IPython.display import Markdown
+    from playbook_lib.tickets import load_split
     r = {**SPECIALIST_RECIPE, **(recipe or {})}
-    ours = {"learning_rate": r["learning_rate"], "num_train_epochs / max_steps": f"{r['max_steps']} 步（约 {r['max_steps']*r['batch_size']*r['grad_accum']/1200:.1f} 轮）",
+    n_rows = r.get("n_train") or len(load_split("train"))   # rows one epoch goes through
+    ours = {"learning_rate": r["learning_rate"], "num_train_epochs / max_steps": f"{r['max_steps']} 步（约 {r['max_steps']*r['batch_size']*r['grad_accum']/n_rows:.1f} 轮）",
             "batch_size × grad_accum": f"{r['batch_size']} × {r['grad_accum']}", "warmup_ratio": r["warmup_ratio"], "r / lora_alpha": f"{r['r']} / {r['lora_alpha']}，{r['target_modules']}"}
     rows = "\n".join(f"| `{k}` | {v} | {why} | {ours[k]} |" for k, v, why in HYPERPARAM_ADVICE)
     return Markdown("| 超参数 | 常用范围 | 建议 | 本书 cpu 配方 |\n|---|---|---|---|\n" + rows)

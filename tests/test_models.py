@@ -43,3 +43,11 @@ def test_cache_with_valid_sizes_but_garbage_is_rebuilt(monkeypatch, tmp_path):
 def test_cli_models():
     out = subprocess.run(["playbook", "models"], capture_output=True, text=True)
     assert out.returncode == 0 and "SmolLM2-135M-Instruct" in out.stdout
+
+def test_only_the_hub_kernel_notice_of_bitsandbytes_is_dropped():
+    "Importing bitsandbytes after playbook_lib.models prints nothing about kernels-community; its other warnings still show."
+    code = ("import logging, playbook_lib.models, bitsandbytes\n"
+            "logging.getLogger('bitsandbytes.backends.cpu.ops').warning('another bitsandbytes warning')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "kernels-community" not in r.stderr and "another bitsandbytes warning" in r.stderr
