@@ -255,12 +255,14 @@ def sft_args(cfg, dtype, gpu=None, has_eval=True, progress=True):
     gc = bool(gpu) if cfg.gradient_checkpointing == "auto" else cfg.gradient_checkpointing
     ev = has_eval and cfg.eval_steps > 0
     multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return SFTConfig(
+    import dataclasses   # transformers 5.23 renamed gradient_checkpointing (now a deprecated alias); older 5.x only has the old name
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in {f.name for f in dataclasses.fields(SFTConfig)} else "gradient_checkpointing"
+    return SFTConfig(**{ckpt: gc},
         output_dir=cfg.output_dir, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_ratio,
         num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=2*cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum, max_length=cfg.max_length,
         packing=cfg.packing, train_sampling_strategy="group_by_length" if cfg.group_by_length and not cfg.packing else "random",
-        gradient_checkpointing=gc, bf16=dtype == "bfloat16", fp16=dtype == "float16", use_cpu=not gpu,
+        bf16=dtype == "bfloat16", fp16=dtype == "float16", use_cpu=not gpu,
         eval_strategy="steps" if ev else "no", eval_steps=cfg.eval_steps or None, save_strategy="steps", save_steps=cfg.save_steps or 10**9,
         save_total_limit=2, logging_steps=1, prediction_loss_only=True, seed=cfg.seed, report_to=cfg.report_to, disable_tqdm=not progress,
         ddp_find_unused_parameters=False, ddp_backend="gloo" if multi and not gpu else None, dataloader_num_workers=0)
