@@ -12,11 +12,11 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['BUDGETS', 'DEMO_ANSWERS', 'CHECKLIST', 'STAGES', 'Budget', 'demo_recipe', 'write_text', 'write_json', 'RunState',
-           'Stage', 'peak_rss_gb', 'run_stages', 'find_resumable', 'new_run', 'PipelineError', 'stage_decide',
-           'stage_plan', 'stage_data', 'stage_train', 'stage_evaluate', 'stage_merge', 'process_peak_gb', 'stage_serve',
-           'plot_scores', 'demo_metrics', 'CheckItem', 'checklist_markdown', 'report_blocks', 'blocks_markdown',
-           'blocks_html', 'stage_report', 'demo_summary', 'run_demo', 'cli_demo', 'simulate_traffic', 'review',
-           'mine_failures', 'corrections', 'failure_table']
+           'Stage', 'reset_peak_rss', 'peak_rss_gb', 'run_stages', 'find_resumable', 'new_run', 'PipelineError',
+           'stage_decide', 'stage_plan', 'stage_data', 'stage_train', 'stage_evaluate', 'stage_merge',
+           'process_peak_gb', 'stage_serve', 'plot_scores', 'demo_metrics', 'CheckItem', 'checklist_markdown',
+           'report_blocks', 'blocks_markdown', 'blocks_html', 'stage_report', 'demo_summary', 'run_demo', 'cli_demo',
+           'simulate_traffic', 'review', 'mine_failures', 'corrections', 'failure_table']
 
 # %% ../nbs/06_flywheel.ipynb #0bb2b22b
 @dataclass(frozen=True)
@@ -75,9 +75,17 @@ class Stage:
     "One step of the journey: a name, a title, the chapter it comes from, and the function that runs it."
     name: str; title: str; chapter: str; fn: object
 
+def reset_peak_rss():
+    "Start a new peak-memory window for this process (Linux: writing 5 to /proc/self/clear_refs resets VmHWM); False where unsupported."
+    try: Path("/proc/self/clear_refs").write_text("5"); return True
+    except OSError: return False
+
 def peak_rss_gb():
-    "Peak resident memory of this process so far (GB); servers are measured separately (see `process_peak_gb`)."
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/2**20, 3)
+    "Peak resident memory of this process (GB) since the last `reset_peak_rss()` (VmHWM), else since it started (ru_maxrss)."
+    try:
+        kb = next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:"))
+    except (OSError, StopIteration): kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # kB on Linux
+    return round(kb/2**20, 3)
 
 def run_stages(state, stages, ctx, progress=True, log=print, until=None):
     "Run `stages` in order on `state`, skipping finished ones; save after each; stop after `until`."
@@ -471,6 +479,7 @@ def run_demo(budget="full", tier=None, model=None, method="qlora", out="runs", f
     ctx = dict(model=model, tier=t, budget=BUDGETS[budget], recipe=demo_recipe(t, method), log=log, progress=progress,
                judge_endpoint=judge_endpoint, judge_model=judge_model)
     log(f"运行目录：{state.dir}；档位 {t}，模型 {model}，预算 {budget}，方法 {method}")
+    reset_peak_rss()   # in a notebook kernel the process may already hold models from earlier cells: measure this run only
     try: return run_stages(state, STAGES, ctx, progress=progress, log=log, until=until)
     except KeyboardInterrupt:
         log(f"\n已中断。完成的阶段保存在 {state.dir}；重跑同一条命令从没完成的阶段继续（训练从最后一个检查点继续）。"); raise

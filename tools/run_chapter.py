@@ -5,6 +5,8 @@
 `nbdev-test` runs the same cells with tiny budgets and throws the outputs away; this is the other half: the rendered
 numbers, tables and plots come from these runs. A notebook is written back only when every cell succeeded, atomically
 (temporary file, then rename), so a failed or interrupted run leaves the committed outputs as they were.
+With several notebooks, each runs in its own Python process, as a reader's fresh kernel would: models, caches and the
+peak-memory counter of one chapter never leak into the next chapter's numbers.
 Cells marked `#| eval: false` (the Colab install cell, credentialed calls) are skipped, as nbdev skips them.
 Run `nbdev-clean` afterwards, as before any commit.
 """
@@ -38,6 +40,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("notebooks", nargs="+"); p.add_argument("--cell-timeout", type=int, default=3600)
     a = p.parse_args(argv)
+    if len(a.notebooks) > 1:   # one fresh process per chapter
+        import subprocess
+        failed = [nb for nb in a.notebooks
+                  if subprocess.run([sys.executable, __file__, nb, "--cell-timeout", str(a.cell_timeout)]).returncode]
+        if failed: print("FAILED: " + " ".join(failed), file=sys.stderr)
+        return 1 if failed else 0
     failed = []
     for nb in a.notebooks:
         print(f"== {nb}", flush=True)
