@@ -12,8 +12,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['BUDGETS', 'DEMO_ANSWERS', 'CHECKLIST', 'STAGES', 'Budget', 'demo_recipe', 'write_text', 'write_json', 'RunState',
-           'Stage', 'reset_peak_rss', 'peak_rss_gb', 'run_stages', 'find_resumable', 'new_run', 'PipelineError',
-           'stage_decide', 'stage_plan', 'stage_data', 'stage_train', 'stage_evaluate', 'stage_merge',
+           'Stage', 'reset_peak_rss', 'peak_rss_gb', 'release_memory', 'run_stages', 'find_resumable', 'new_run',
+           'PipelineError', 'stage_decide', 'stage_plan', 'stage_data', 'stage_train', 'stage_evaluate', 'stage_merge',
            'process_peak_gb', 'stage_serve', 'plot_scores', 'demo_metrics', 'CheckItem', 'checklist_markdown',
            'report_blocks', 'blocks_markdown', 'blocks_html', 'stage_report', 'demo_summary', 'run_demo', 'cli_demo',
            'simulate_traffic', 'review', 'mine_failures', 'corrections', 'failure_table']
@@ -87,6 +87,13 @@ def peak_rss_gb():
     except (OSError, StopIteration): kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # kB on Linux
     return round(kb/2**20, 3)
 
+def release_memory():
+    "Hand memory freed by a finished stage back to the OS: collect garbage, then trim glibc's heaps; False where there is no glibc."
+    import ctypes, gc
+    gc.collect()
+    try: ctypes.CDLL("libc.so.6").malloc_trim(0); return True
+    except (OSError, AttributeError): return False   # not glibc (macOS, musl): nothing to trim
+
 def run_stages(state, stages, ctx, progress=True, log=print, until=None):
     "Run `stages` in order on `state`, skipping finished ones; save after each; stop after `until`."
     from tqdm.auto import tqdm
@@ -98,6 +105,7 @@ def run_stages(state, stages, ctx, progress=True, log=print, until=None):
             log(f"▶ [{k}/{len(stages)}] {st.title}  （{st.chapter}）")
             t0 = time.perf_counter()
             result = st.fn(state, ctx)
+            release_memory()   # without it the next stage stacks its peak on what training or evaluation left resident
             state.stages[st.name] = dict(result=result, seconds=round(time.perf_counter() - t0, 1), peak_rss_gb=peak_rss_gb())
             state.save()
             log(f"  用时 {state.stages[st.name]['seconds']:.1f} s")
