@@ -12,11 +12,11 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['BUDGETS', 'DEMO_ANSWERS', 'CHECKLIST', 'STAGES', 'Budget', 'demo_recipe', 'write_text', 'write_json', 'RunState',
-           'Stage', 'reset_peak_rss', 'peak_rss_gb', 'release_memory', 'run_stages', 'find_resumable', 'new_run',
-           'PipelineError', 'stage_decide', 'stage_plan', 'stage_data', 'stage_train', 'stage_evaluate', 'stage_merge',
-           'process_peak_gb', 'stage_serve', 'plot_scores', 'demo_metrics', 'CheckItem', 'checklist_markdown',
-           'report_blocks', 'blocks_markdown', 'blocks_html', 'stage_report', 'demo_summary', 'run_demo', 'cli_demo',
-           'simulate_traffic', 'review', 'mine_failures', 'corrections', 'failure_table']
+           'Stage', 'reset_peak_rss', 'process_peak_gb', 'peak_rss_gb', 'release_memory', 'run_stages',
+           'find_resumable', 'new_run', 'PipelineError', 'stage_decide', 'stage_plan', 'stage_data', 'stage_train',
+           'stage_evaluate', 'stage_merge', 'stage_serve', 'plot_scores', 'demo_metrics', 'CheckItem',
+           'checklist_markdown', 'report_blocks', 'blocks_markdown', 'blocks_html', 'stage_report', 'demo_summary',
+           'run_demo', 'cli_demo', 'simulate_traffic', 'review', 'mine_failures', 'corrections', 'failure_table']
 
 # %% ../nbs/06_flywheel.ipynb #0bb2b22b
 @dataclass(frozen=True)
@@ -80,12 +80,16 @@ def reset_peak_rss():
     try: Path("/proc/self/clear_refs").write_text("5"); return True
     except OSError: return False
 
+def process_peak_gb(pid):
+    "Peak resident memory (VmHWM) of a running process (a pid, or \"self\") in GB, or None where /proc is not available."
+    try: line = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("VmHWM:"))
+    except (OSError, StopIteration): return None
+    return round(int(line.split()[1])/2**20, 3)
+
 def peak_rss_gb():
     "Peak resident memory of this process (GB) since the last `reset_peak_rss()` (VmHWM), else since it started (ru_maxrss)."
-    try:
-        kb = next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:"))
-    except (OSError, StopIteration): kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # kB on Linux
-    return round(kb/2**20, 3)
+    gb = process_peak_gb("self")   # the serve stage measures the server the same way
+    return gb if gb is not None else round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/2**20, 3)   # kB on Linux
 
 def release_memory():
     "Hand memory freed by a finished stage back to the OS: collect garbage, then trim glibc's heaps; False where there is no glibc."
@@ -271,12 +275,6 @@ def stage_merge(state, ctx):
     return dict(model_dir=str(state.dir/"model"), dtype=dtype, strategy=strategy, max_logit_diff=rep.max_logit_diff, atol=rep.atol,
                 greedy_identical=rep.greedy_identical, lora_modules_left=rep.lora_modules_left, template_ok=rep.template_ok,
                 seconds=round(rep.seconds, 1))
-
-def process_peak_gb(pid):
-    "Peak resident memory (VmHWM) of a running process in GB, or None where /proc is not available."
-    try: line = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("VmHWM:"))
-    except (OSError, StopIteration): return None
-    return round(int(line.split()[1])/2**20, 3)
 
 def stage_serve(state, ctx):
     "Chapter 5: serve the merged model on loopback (OpenAI-compatible), smoke-test it and summarise the monitor log."
