@@ -11,10 +11,10 @@ import os
 # %% auto #0
 __all__ = ['METHODS', 'SCHEDULES', 'REPORT_TO', 'DTYPES', 'UNSLOTH_TARGETS', 'SPECIALIST_RECIPE', 'BUDGETS', 'GENERAL_TEXTS',
            'HYPERPARAM_ADVICE', 'assistant_spans', 'encode_chat', 'ConfigError', 'TrainConfig', 'check_config',
-           'resolve_dtype', 'has_unsloth', 'load_for_training', 'conversations', 'encode_dataset',
-           'StopWhenValLossRises', 'StepTimer', 'TrimHeap', 'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb',
-           'last_checkpoint', 'train_sft', 'specialist_dir', 'evaluate_tickets', 'load_specialist', 'train_specialist',
-           'sweep', 'plot_sweep', 'perplexity', 'hyperparam_table', 'cli_train']
+           'resolve_dtype', 'has_unsloth', 'load_for_training', 'keep_4bit_differentiable', 'conversations',
+           'encode_dataset', 'StopWhenValLossRises', 'StepTimer', 'TrimHeap', 'sft_args', 'TrainResult', 'plot_losses',
+           'peak_memory_gb', 'last_checkpoint', 'train_sft', 'specialist_dir', 'evaluate_tickets', 'load_specialist',
+           'train_specialist', 'sweep', 'plot_sweep', 'perplexity', 'hyperparam_table', 'cli_train']
 
 # %% ../nbs/02_train.ipynb #a5952898
 def _render(tok, messages, gen_prompt=False):
@@ -205,6 +205,26 @@ def load_for_training(cfg, gpu=None):
     weights = resolve_dtype(cfg, gpu) if gpu else "float32"  # on CPU: fp32 master weights, bf16 autocast matmuls
     return (*load_base(cfg.model, load_in_4bit=cfg.method == "qlora", dtype=weights), False)
 
+# %% ../nbs/02_train.ipynb #7a38ce6c
+def keep_4bit_differentiable(model):
+    """Keep bitsandbytes 4-bit layers trainable on CPU: stop them repacking their weights for inference the first time they run in
+    eval mode (bitsandbytes >= 0.49 on AVX512-BF16 CPUs; the packed kernel has no backward), and unpack weights already packed.
+    Returns how many layers it changed."""
+    try:
+        import bitsandbytes as bnb
+        from bitsandbytes.nn import modules as bnb_modules
+    except ImportError: return 0
+    unpack, n = getattr(bnb_modules, "_convert_weight_packed_for_cpu_inverse", None), 0
+    for m in model.modules():
+        if not isinstance(m, bnb.nn.Linear4bit): continue
+        qs = getattr(m.weight, "quant_state", None)
+        if unpack and qs is not None and getattr(qs, "packing_format_for_cpu", False):
+            m.weight.data, m.weight.quant_state = unpack(m.weight.data, qs); n += 1
+        elif getattr(m, "support_avx512bf16_for_cpu", False): n += 1
+        m.support_avx512bf16_for_cpu = False
+    return n
+
+
 # %% ../nbs/02_train.ipynb #9603f184
 def conversations(data, n=None):
     "A list of message lists from records, conversations, a split name or a JSONL path."
@@ -370,6 +390,7 @@ def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progre
     dtype = resolve_dtype(cfg, gpu)
     if model is None: model, tok, is_peft = load_for_training(cfg, gpu)
     else: is_peft = hasattr(model, "peft_config")
+    if not gpu: keep_4bit_differentiable(model)   # a mid-training eval must not switch 4-bit layers to a kernel without backward
     torch.manual_seed(cfg.seed)
     pc = None if is_peft else peft_config_for(cfg.method, cfg.r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules, cfg.num_virtual_tokens)
     timer, stopper = StepTimer(), StopWhenValLossRises(cfg.early_stopping_patience)

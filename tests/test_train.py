@@ -153,3 +153,37 @@ def test_two_process_ddp_on_cpu(tmp_path):
 def test_example_config_loads():
     cfg = TrainConfig.from_yaml(Path(__file__).resolve().parent.parent/"examples"/"train_cpu.yaml")
     assert cfg.method == "lora" and cfg.model == "cpu"
+
+# --- bitsandbytes on CPU: a mid-training evaluation must not cut the gradient -----------------------------------------
+
+def test_qlora_gradient_survives_an_eval_pass_on_cpu():
+    """bitsandbytes 0.50 repacks a Linear4bit's weight for inference the first time it runs in eval mode on an AVX512-BF16 CPU;
+    the packed kernel has no backward, so afterwards no gradient reaches the layer's input. keep_4bit_differentiable prevents it."""
+    import torch, bitsandbytes as bnb
+    from bitsandbytes.functional import dequantize_4bit
+    from playbook_lib.train import keep_4bit_differentiable
+    torch.manual_seed(0)
+    def layer():
+        q = bnb.nn.Linear4bit(256, 128, bias=False, compute_dtype=torch.float32, quant_type="nf4")
+        q.load_state_dict(torch.nn.Linear(256, 128, bias=False).state_dict())
+        return q.to("cpu")                                                # quantizes the weight
+    def run_eval(q):
+        q.eval()
+        with torch.no_grad(): q(torch.randn(2, 256))                      # what a validation-loss pass does
+    def input_grad(q):
+        q.train(); x = torch.randn(3, 256, requires_grad=True)
+        q(x).sum().backward(); return x.grad
+    is_packed = lambda q: bool(getattr(q.weight.quant_state, "packing_format_for_cpu", False))
+    live = layer().support_avx512bf16_for_cpu                             # the trap exists only on AVX512-BF16 CPUs
+    if live:                                                              # show it: after one eval pass the gradient is gone
+        plain = layer(); run_eval(plain)
+        assert is_packed(plain) and input_grad(plain) is None
+    fixed = layer()
+    assert keep_4bit_differentiable(torch.nn.Sequential(fixed)) == int(bool(live)) and not fixed.support_avx512bf16_for_cpu
+    run_eval(fixed)
+    g, want = input_grad(fixed), dequantize_4bit(fixed.weight.data, fixed.weight.quant_state).sum(0)   # d/dx sum(x W^T) = column sums of W
+    assert not is_packed(fixed) and g is not None and torch.allclose(g, want.expand_as(g), atol=1e-4)
+    late = layer(); run_eval(late)                                        # already packed by an earlier eval: unpacked again
+    assert keep_4bit_differentiable(late) == int(bool(live)) and not is_packed(late)
+    g, want = input_grad(late), dequantize_4bit(late.weight.data, late.weight.quant_state).sum(0)
+    assert g is not None and torch.allclose(g, want.expand_as(g), atol=1e-4)
