@@ -11,12 +11,13 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['BUDGETS', 'DEMO_ANSWERS', 'CHECKLIST', 'STAGES', 'Budget', 'demo_recipe', 'write_text', 'write_json', 'RunState',
-           'Stage', 'reset_peak_rss', 'process_peak_gb', 'peak_rss_gb', 'release_memory', 'run_stages',
-           'find_resumable', 'new_run', 'PipelineError', 'stage_decide', 'stage_plan', 'stage_data', 'stage_train',
-           'stage_evaluate', 'stage_merge', 'stage_serve', 'plot_scores', 'demo_metrics', 'CheckItem',
-           'checklist_markdown', 'report_blocks', 'blocks_markdown', 'blocks_html', 'stage_report', 'demo_summary',
-           'run_demo', 'cli_demo', 'simulate_traffic', 'review', 'mine_failures', 'corrections', 'failure_table']
+__all__ = ['BUDGETS', 'DEMO_ANSWERS', 'CHECKLIST', 'STAGES', 'FLYWHEEL_CONTINUE', 'Budget', 'demo_recipe', 'write_text',
+           'write_json', 'RunState', 'Stage', 'reset_peak_rss', 'process_peak_gb', 'peak_rss_gb', 'release_memory',
+           'run_stages', 'find_resumable', 'new_run', 'PipelineError', 'stage_decide', 'stage_plan', 'stage_data',
+           'stage_train', 'load_adapter', 'stage_evaluate', 'stage_merge', 'stage_serve', 'plot_scores', 'demo_metrics',
+           'CheckItem', 'checklist_markdown', 'report_blocks', 'blocks_markdown', 'blocks_html', 'stage_report',
+           'demo_summary', 'run_demo', 'cli_demo', 'simulate_traffic', 'review', 'mine_failures', 'corrections',
+           'failure_table', 'flywheel_mix', 'continue_training']
 
 # %% ../nbs/06_flywheel.ipynb #0bb2b22b
 @dataclass(frozen=True)
@@ -225,9 +226,16 @@ def _judge(state, ctx, items, a, b):
     with serve(src, log_path=state.dir/"eval"/"judge-server.log") as srv:
         return pairwise_judge(items, a, b, endpoint=f"{srv.endpoint}/v1", model=srv.model, cache=cache, concurrency=2, max_tokens=n_tok), who
 
+def load_adapter(model, path, **kw):
+    "PeftModel.from_pretrained, without the FutureWarning peft triggers by reading transformers' old `is_gradient_checkpointing` name."
+    import warnings
+    from peft import PeftModel
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
+        return PeftModel.from_pretrained(model, str(path), **kw)
+
 def stage_evaluate(state, ctx):
     "Chapter 4: base vs specialist on the test split, the golden set and a pairwise judge."
-    from peft import PeftModel
     from playbook_lib.models import load_base
     from playbook_lib.tickets import load_split, score_tickets
     from playbook_lib.golden import load_golden, score_golden, save_report
@@ -241,7 +249,7 @@ def stage_evaluate(state, ctx):
     for name in ("base", "specialist"):
         if name == "specialist":
             if ctx["recipe"]["method"] == "qlora": nf4_roundtrip_(model)   # what QLoRA trained against (chapter 5)
-            model = PeftModel.from_pretrained(model, state.result("train")["adapter_dir"]).merge_and_unload()
+            model = load_adapter(model, state.result("train")["adapter_dir"]).merge_and_unload()
         answers[name] = _generate(model, tok, convs, ctx)
         s = score_tickets(answers[name], golds)
         golden[name] = score_golden(cases, _generate(model, tok, [c["messages"] for c in cases], ctx), name, baseline=golden.get("base"))
@@ -553,3 +561,38 @@ def failure_table(reviews, tags=("distractor", "multi_item", "typo", "missing_in
     rows = [("全部", reviews)] + [(t, [x for x in reviews if t in x["tags"]]) for t in tags]
     fmt = lambda xs: f"{sum(x['verdict'] != 'ok' for x in xs)}/{len(xs)}（{sum(x['verdict'] != 'ok' for x in xs)/max(len(xs), 1):.0%}）"
     return "| 流量切片 | 失败 / 请求 |\n|---|---|\n" + "\n".join(f"| {n} | {fmt(xs)} |" for n, xs in rows if xs)
+
+# %% ../nbs/06_flywheel.ipynb #3e69aee7
+FLYWHEEL_CONTINUE = dict(max_steps=40, learning_rate=2e-4, eval_steps=0, save_steps=0, early_stopping_patience=0)  # v2 from v1, cpu tier
+_SHAPE = ("model", "method", "r", "lora_alpha", "target_modules", "num_virtual_tokens")   # what makes an adapter a different adapter
+
+def flywheel_mix(fixes, old, replay=3, repeat=1, seed=0):
+    "Rows to continue a version on: every correction `repeat` times plus `replay` times as many rows replayed from `old` (against forgetting), shuffled."
+    if not fixes: raise ValueError("没有纠正样本：先用 mine_failures / corrections 从线上流量里挖出失败，再续训")
+    if replay < 0 or repeat < 1: raise ValueError(f"replay={replay!r} 必须 ≥ 0，repeat={repeat!r} 必须 ≥ 1")
+    rng = random.Random(seed)
+    rows = list(fixes)*repeat + rng.sample(list(old), min(len(old), int(replay*len(fixes))))
+    rng.shuffle(rows)
+    return rows
+
+def continue_training(adapter_dir, train_data, val_data="val", output_dir=None, progress=False, **overrides):
+    """Train the adapter in `adapter_dir` further from its own weights (not from the base), with its recipe plus `overrides`.
+    The new version goes to `output_dir` (the old one stays as the gate's baseline); returns train_sft's TrainResult."""
+    from transformers import AutoTokenizer
+    from playbook_lib.train import TrainConfig, train_sft, load_for_training, resolve_dtype
+    from playbook_lib.models import gpu_info, load_base
+    src = Path(adapter_dir)
+    missing = [f for f in ("train_config.yaml", "adapter_config.json") if not (src/f).exists()]
+    if missing: raise FileNotFoundError(f"{src} 不是 train_sft 训练出的适配器目录（缺 {', '.join(missing)}）：先训练上一版；全参数微调的模型没有适配器可续")
+    if output_dir is None or Path(output_dir).resolve() == src.resolve():
+        raise ValueError(f"output_dir 必须是一个新目录（现在是 {output_dir!r}）：续训不能覆盖上一版，红线要拿它当基线")
+    old = TrainConfig.from_yaml(src/"train_config.yaml")
+    changed = [k for k in _SHAPE if k in overrides and overrides[k] != getattr(old, k)]
+    if changed: raise ValueError(f"续训不能改 {', '.join(changed)}（上一版是 {', '.join(f'{k}={getattr(old, k)!r}' for k in changed)}）：要换就用 train_sft 从基座重训")
+    cfg = TrainConfig.from_dict({**asdict(old), **overrides, "output_dir": str(output_dir)})   # unknown keys raise, listing the valid ones
+    gpu = gpu_info()
+    if cfg.model == "tiny" or not gpu: base = load_for_training(cfg, None)[0]   # CPU: fp32 master weights, as train_sft loads them
+    else: base = load_base(cfg.model, load_in_4bit=cfg.method == "qlora", dtype=resolve_dtype(cfg, gpu))[0]
+    model = load_adapter(base, src, is_trainable=True)
+    return train_sft(cfg, train_data, val_data, model=model, tokenizer=AutoTokenizer.from_pretrained(src), progress=progress)
+
