@@ -579,8 +579,8 @@ def continue_training(adapter_dir, train_data, val_data="val", output_dir=None, 
     """Train the adapter in `adapter_dir` further from its own weights (not from the base), with its recipe plus `overrides`.
     The new version goes to `output_dir` (the old one stays as the gate's baseline); returns train_sft's TrainResult."""
     from transformers import AutoTokenizer
-    from playbook_lib.train import TrainConfig, train_sft, load_for_training, resolve_dtype
-    from playbook_lib.models import gpu_info, load_base
+    from playbook_lib.train import TrainConfig, train_sft, load_for_training
+    from playbook_lib.models import gpu_info
     src = Path(adapter_dir)
     missing = [f for f in ("train_config.yaml", "adapter_config.json") if not (src/f).exists()]
     if missing: raise FileNotFoundError(f"{src} 不是 train_sft 训练出的适配器目录（缺 {', '.join(missing)}）：先训练上一版；全参数微调的模型没有适配器可续")
@@ -590,9 +590,7 @@ def continue_training(adapter_dir, train_data, val_data="val", output_dir=None, 
     changed = [k for k in _SHAPE if k in overrides and overrides[k] != getattr(old, k)]
     if changed: raise ValueError(f"续训不能改 {', '.join(changed)}（上一版是 {', '.join(f'{k}={getattr(old, k)!r}' for k in changed)}）：要换就用 train_sft 从基座重训")
     cfg = TrainConfig.from_dict({**asdict(old), **overrides, "output_dir": str(output_dir)})   # unknown keys raise, listing the valid ones
-    gpu = gpu_info()
-    if cfg.model == "tiny" or not gpu: base = load_for_training(cfg, None)[0]   # CPU: fp32 master weights, as train_sft loads them
-    else: base = load_base(cfg.model, load_in_4bit=cfg.method == "qlora", dtype=resolve_dtype(cfg, gpu))[0]
+    base = load_for_training(cfg, gpu_info(), unsloth=False)[0]   # the base exactly as train_sft loads it, without fresh unsloth adapters
     model = load_adapter(base, src, is_trainable=True)
     return train_sft(cfg, train_data, val_data, model=model, tokenizer=AutoTokenizer.from_pretrained(src), progress=progress)
 

@@ -197,11 +197,11 @@ def _tiny_for(cfg):
         model.save_pretrained(d)
         return AutoModelForCausalLM.from_pretrained(d, quantization_config=bnb_config("float32", cfg.double_quant)), tok
 
-def load_for_training(cfg, gpu=None):
+def load_for_training(cfg, gpu=None, unsloth=True):
     "(model, tokenizer, already_peft) for `cfg`: the tiny test model, unsloth on CUDA when installed, else transformers."
     from playbook_lib.models import tiny_model, load_base, model_source
     if cfg.model == "tiny": return (*_tiny_for(cfg), False)
-    if gpu and has_unsloth() and cfg.method in ("lora", "qlora"): return (*_load_unsloth(cfg, model_source(cfg.model)[0]), True)
+    if unsloth and gpu and has_unsloth() and cfg.method in ("lora", "qlora"): return (*_load_unsloth(cfg, model_source(cfg.model)[0]), True)
     weights = resolve_dtype(cfg, gpu) if gpu else "float32"  # on CPU: fp32 master weights, bf16 autocast matmuls
     return (*load_base(cfg.model, load_in_4bit=cfg.method == "qlora", dtype=weights), False)
 
