@@ -3,7 +3,7 @@
 Prints tokens/s, the achieved matmul FLOP/s as a fraction of this machine's fp32 matmul peak (measured here with torch.mm),
 the ratio ours/plain, and each variant's peak memory (max RSS of its own subprocess). Each optimizer step sees 8 sequences:
 plain TRL as batch 8, ours as the chapter's recipe (batch 4 x gradient accumulation 2). `ours` uses bf16 autocast where the
-CPU has bf16 matmul units (AMX / AVX512-BF16), `ours_fp32` forces fp32: both are compared with the same fp32 peak.
+CPU has bf16 matmul units (AMX / AVX512-BF16) and stores the frozen linear weights in bf16 once (precast_frozen_linears), `ours_fp32` forces fp32: both are compared with the same fp32 peak.
 
     flock /tmp/playbook-cpu.lock python bench/bench_train.py [--steps 6] [--n 96]
 """

@@ -11,10 +11,11 @@ import os
 # %% auto #0
 __all__ = ['METHODS', 'SCHEDULES', 'REPORT_TO', 'DTYPES', 'UNSLOTH_TARGETS', 'SPECIALIST_RECIPE', 'BUDGETS', 'GENERAL_TEXTS',
            'HYPERPARAM_ADVICE', 'assistant_spans', 'encode_chat', 'ConfigError', 'TrainConfig', 'check_config',
-           'resolve_dtype', 'has_unsloth', 'load_for_training', 'keep_4bit_differentiable', 'conversations',
-           'encode_dataset', 'StopWhenValLossRises', 'StepTimer', 'TrimHeap', 'sft_args', 'TrainResult', 'plot_losses',
-           'peak_memory_gb', 'last_checkpoint', 'train_sft', 'specialist_dir', 'evaluate_tickets', 'load_specialist',
-           'train_specialist', 'sweep', 'plot_sweep', 'perplexity', 'hyperparam_table', 'cli_train']
+           'resolve_dtype', 'has_unsloth', 'precast_frozen_linears', 'load_for_training', 'keep_4bit_differentiable',
+           'conversations', 'encode_dataset', 'StopWhenValLossRises', 'StepTimer', 'TrimHeap', 'sft_args',
+           'TrainResult', 'plot_losses', 'peak_memory_gb', 'last_checkpoint', 'train_sft', 'specialist_dir',
+           'evaluate_tickets', 'load_specialist', 'train_specialist', 'sweep', 'plot_sweep', 'perplexity',
+           'hyperparam_table', 'cli_train']
 
 # %% ../nbs/02_train.ipynb #a5952898
 def _render(tok, messages, gen_prompt=False):
@@ -197,13 +198,29 @@ def _tiny_for(cfg):
         model.save_pretrained(d)
         return AutoModelForCausalLM.from_pretrained(d, quantization_config=bnb_config("float32", cfg.double_quant)), tok
 
+def precast_frozen_linears(model, dtype):
+    """Store the weights of the decoder's plain `nn.Linear` layers in `dtype` (the autocast dtype) once, instead of autocast re-casting
+    them on every forward. For frozen weights under LoRA: the matmuls see the same rounded values; embeddings, norms and the (tied)
+    LM head stay fp32, so the residual stream keeps fp32. Returns how many layers it cast."""
+    import torch
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    n = 0
+    for m in model.modules():
+        if type(m) is torch.nn.Linear and m is not head and m.weight.dtype == torch.float32:
+            m.to(dtype); n += 1
+    return n
+
 def load_for_training(cfg, gpu=None, unsloth=True):
     "(model, tokenizer, already_peft) for `cfg`: the tiny test model, unsloth on CUDA when installed, else transformers."
     from playbook_lib.models import tiny_model, load_base, model_source
     if cfg.model == "tiny": return (*_tiny_for(cfg), False)
     if unsloth and gpu and has_unsloth() and cfg.method in ("lora", "qlora"): return (*_load_unsloth(cfg, model_source(cfg.model)[0]), True)
     weights = resolve_dtype(cfg, gpu) if gpu else "float32"  # on CPU: fp32 master weights, bf16 autocast matmuls
-    return (*load_base(cfg.model, load_in_4bit=cfg.method == "qlora", dtype=weights), False)
+    model, tok = load_base(cfg.model, load_in_4bit=cfg.method == "qlora", dtype=weights)
+    if not gpu and cfg.method == "lora" and resolve_dtype(cfg) == "bfloat16":
+        import torch
+        precast_frozen_linears(model, torch.bfloat16)   # LoRA never updates them: cast once, not every step
+    return model, tok, False
 
 # %% ../nbs/02_train.ipynb #7a38ce6c
 def keep_4bit_differentiable(model):
@@ -351,7 +368,8 @@ def _cpu_trainer_class():
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
             inner = model.get_base_model() if hasattr(model, "get_base_model") else model
             prompt_learning = getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False)
-            if return_outputs or prompt_learning or self.accelerator.num_processes > 1 or not hasattr(inner, "lm_head"):
+            loss_only = return_outputs and mode == "eval" and self.args.prediction_loss_only   # validation loss: no logits needed either
+            if (return_outputs and not loss_only) or prompt_learning or self.accelerator.num_processes > 1 or not hasattr(inner, "lm_head"):
                 return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
             labels = inputs["labels"][:, 1:]
             keep = labels != -100
@@ -360,7 +378,8 @@ def _cpu_trainer_class():
                                 position_ids=inputs.get("position_ids")).last_hidden_state
                 logits = inner.lm_head(h[:, :-1][keep])
             loss = torch.nn.functional.cross_entropy(logits.float(), labels[keep], reduction="sum")
-            return loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1))
+            loss = loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1))
+            return (loss, {}) if loss_only else loss
     return CPUSFTTrainer
 
 def last_checkpoint(output_dir, log=print):

@@ -187,3 +187,51 @@ def test_qlora_gradient_survives_an_eval_pass_on_cpu():
     assert keep_4bit_differentiable(late) == int(bool(live)) and not is_packed(late)
     g, want = input_grad(late), dequantize_4bit(late.weight.data, late.weight.quant_state).sum(0)
     assert g is not None and torch.allclose(g, want.expand_as(g), atol=1e-4)
+
+# --- CPU fast paths: pre-cast frozen linears, validation loss without full logits -------------------------------------
+
+def test_precast_frozen_linears_keeps_the_math_and_the_fp32_parts():
+    """LoRA on a bf16-autocast CPU: frozen decoder Linear weights are stored in bf16 once. Embeddings, norms and the tied LM head
+    stay fp32, LoRA matrices are fp32, and the autocast loss and input gradient match the fp32-weight model's."""
+    import copy, torch
+    from peft import get_peft_model
+    from playbook_lib.models import tiny_model
+    from playbook_lib.plan import peft_config_for
+    from playbook_lib.train import precast_frozen_linears
+    ref, tok = tiny_model(seed=0)
+    cast = copy.deepcopy(ref)
+    n_lin = sum(type(m) is torch.nn.Linear for m in ref.modules()) - (ref.get_output_embeddings() is not None)
+    assert precast_frozen_linears(cast, torch.bfloat16) == n_lin > 0
+    assert cast.get_input_embeddings().weight.dtype == torch.float32 and cast.get_output_embeddings().weight.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for n, p in cast.named_parameters() if "norm" in n)
+    pc = lambda: peft_config_for("lora", 8, 16, 0.0, "all-linear", 20)
+    ref, cast = get_peft_model(ref, pc()), get_peft_model(cast, pc())
+    assert all(p.dtype == torch.float32 for p in cast.parameters() if p.requires_grad)
+    ids = torch.tensor(tok("退款 SKU-12345 两件")["input_ids"])[None]
+    def loss_and_grad(m):
+        emb = m.get_input_embeddings()(ids).detach().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16): loss = m(inputs_embeds=emb, labels=ids).loss
+        loss.backward(); return loss.item(), emb.grad
+    (la, ga), (lb, gb) = loss_and_grad(ref), loss_and_grad(cast)
+    assert math.isfinite(la) and abs(la - lb) < 1e-3 * abs(la) and torch.allclose(ga, gb, rtol=0.05, atol=1e-4)
+
+def test_cpu_validation_loss_matches_the_full_logits_loss(tmp_path):
+    "CPUSFTTrainer's validation loss (LM head on labelled positions only) equals Trainer's full-logits loss on the same batch."
+    import torch
+    from transformers import Trainer
+    res = train_sft(tiny_cfg(tmp_path, max_steps=2, eval_steps=2), toy(16), toy(8, seed=1), progress=False)
+    assert res.eval_loss is not None and math.isfinite(res.eval_loss)
+    trainer_cls = T._cpu_trainer_class()
+    from playbook_lib.train import load_for_training, sft_args, encode_dataset
+    cfg = tiny_cfg(tmp_path, max_steps=1, output_dir=str(tmp_path/"b"))
+    model, tok, _ = load_for_training(cfg)
+    from playbook_lib.plan import peft_config_for
+    tr = trainer_cls(model=model, args=sft_args(cfg, "float32", None, True, False), processing_class=tok,
+                     peft_config=peft_config_for("lora", 8, 16, 0.0, "all-linear", 20),
+                     train_dataset=encode_dataset(tok, toy(8)), eval_dataset=encode_dataset(tok, toy(8, seed=1)))
+    batch = tr._prepare_inputs(next(iter(tr.get_eval_dataloader())))
+    tr.model.eval()
+    with torch.no_grad():
+        fast, out = tr.compute_loss(tr.model, batch, return_outputs=True)
+        full, _ = Trainer.compute_loss(tr, tr.model, batch, return_outputs=True)
+    assert out == {} and torch.allclose(fast, full, rtol=1e-4), (fast, full)
