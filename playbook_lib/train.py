@@ -203,6 +203,8 @@ def precast_frozen_linears(model, dtype):
     them on every forward. For frozen weights under LoRA: the matmuls see the same rounded values; embeddings, norms and the (tied)
     LM head stay fp32, so the residual stream keeps fp32. Returns how many layers it cast."""
     import torch
+    if hasattr(model, "peft_config"):   # its LoRA matrices are nn.Linear too and must stay fp32
+        raise ValueError("precast_frozen_linears: call it on the base model, before the adapters are added")
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     n = 0
     for m in model.modules():
@@ -215,7 +217,7 @@ def load_for_training(cfg, gpu=None, unsloth=True):
     from playbook_lib.models import tiny_model, load_base, model_source
     if cfg.model == "tiny": return (*_tiny_for(cfg), False)
     if unsloth and gpu and has_unsloth() and cfg.method in ("lora", "qlora"): return (*_load_unsloth(cfg, model_source(cfg.model)[0]), True)
-    weights = resolve_dtype(cfg, gpu) if gpu else "float32"  # on CPU: fp32 master weights, bf16 autocast matmuls
+    weights = resolve_dtype(cfg, gpu) if gpu else "float32"  # on CPU: fp32 weights and bf16 autocast matmuls (LoRA: see below)
     model, tok = load_base(cfg.model, load_in_4bit=cfg.method == "qlora", dtype=weights)
     if not gpu and cfg.method == "lora" and resolve_dtype(cfg) == "bfloat16":
         import torch

@@ -207,6 +207,7 @@ def test_precast_frozen_linears_keeps_the_math_and_the_fp32_parts():
     pc = lambda: peft_config_for("lora", 8, 16, 0.0, "all-linear", 20)
     ref, cast = get_peft_model(ref, pc()), get_peft_model(cast, pc())
     assert all(p.dtype == torch.float32 for p in cast.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="before the adapters"): precast_frozen_linears(cast, torch.bfloat16)
     ids = torch.tensor(tok("退款 SKU-12345 两件")["input_ids"])[None]
     def loss_and_grad(m):
         emb = m.get_input_embeddings()(ids).detach().requires_grad_()
