@@ -3,7 +3,10 @@
 Prints tokens/s, the achieved matmul FLOP/s as a fraction of this machine's fp32 matmul peak (measured here with torch.mm),
 the ratio ours/plain, and each variant's peak memory (max RSS of its own subprocess). Each optimizer step sees 8 sequences:
 plain TRL as batch 8, ours as the chapter's recipe (batch 4 x gradient accumulation 2). `ours` uses bf16 autocast where the
-CPU has bf16 matmul units (AMX / AVX512-BF16) and stores the frozen linear weights in bf16 once (precast_frozen_linears), `ours_fp32` forces fp32: both are compared with the same fp32 peak.
+CPU has bf16 matmul units (AMX / AVX512-BF16) and stores the frozen linear weights in bf16 once (precast_frozen_linears), `ours_fp32` forces fp32: both are compared with the same fp32 peak
+(on a CPU without bf16 units `ours` is fp32 already, and `ours_fp32` is skipped). `ours` runs with transparent huge pages for
+PyTorch's CPU allocator (playbook_lib.train sets THP_MEM_ALLOC_ENABLE=1 on import) and so without TrimHeap; `ours_4k` turns that
+off (4 KB pages, malloc_trim after every step) to show what it is worth. `plain` runs with PyTorch's default, 4 KB pages.
 
     flock /tmp/playbook-cpu.lock python bench/bench_train.py [--steps 6] [--n 96]
 """
@@ -70,11 +73,14 @@ def run_variant(variant, steps, n):
         nlin = 0
     toks = [h["num_tokens"] for h in logs if "loss" in h]
     per_step = [b - a for a, b in zip([0] + toks[:-1], toks)]
-    return dict(variant=variant, times=meter.times, tokens=per_step, nlin=nlin, peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/2**20)
+    from playbook_lib.train import thp_allocations
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return dict(variant=variant, times=meter.times, tokens=per_step, nlin=nlin, peak_gb=ru.ru_maxrss/2**20, thp=thp_allocations(),
+                stime=ru.ru_stime, minflt=ru.ru_minflt)
 
 def main():
     p = argparse.ArgumentParser(); p.add_argument("--steps", type=int, default=6); p.add_argument("--n", type=int, default=96)
-    p.add_argument("--variant"); p.add_argument("--variants", default="plain,ours_fp32,ours")
+    p.add_argument("--variant"); p.add_argument("--variants", default="plain,ours_4k,ours_fp32,ours")
     a = p.parse_args()
     if a.variant:
         print("RESULT " + json.dumps(run_variant(a.variant, a.steps, a.n))); return
@@ -82,11 +88,16 @@ def main():
     from playbook_lib.models import load_base
     m, _ = load_base("cpu")
     nlin = sum(x.weight.numel() for x in m.modules() if isinstance(x, torch.nn.Linear)) - m.lm_head.weight.numel()
+    from playbook_lib.train import TrainConfig, resolve_dtype
+    variants = a.variants.split(",")
+    if "ours_fp32" in variants and resolve_dtype(TrainConfig(model="cpu")) == "float32":
+        variants.remove("ours_fp32"); print("no bf16 matmul units on this CPU: `ours` is fp32 already, ours_fp32 skipped")
     peak = fp32_peak()
     print(f"threads {torch.get_num_threads()}; fp32 matmul peak {peak/1e9:.1f} GFLOP/s; decoder linear params {nlin/1e6:.1f} M")
     res = {}
-    for v in a.variants.split(","):
-        out = subprocess.run([sys.executable, __file__, "--variant", v, "--steps", str(a.steps), "--n", str(a.n)], capture_output=True, text=True)
+    for v in variants:
+        env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "0" if v in ("plain", "ours_4k") else "1"}
+        out = subprocess.run([sys.executable, __file__, "--variant", v, "--steps", str(a.steps), "--n", str(a.n)], capture_output=True, text=True, env=env)
         line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
         if not line: print(out.stdout[-2000:], out.stderr[-3000:]); raise SystemExit(f"variant {v} failed")
         r = json.loads(line[0][7:])
@@ -96,7 +107,8 @@ def main():
         # the LM head runs only on trained positions (TRL's fused head) and is left out, so this undercounts slightly
         r["flops"] = r["tok_s"]*4*nlin
         res[v] = r
-        print(f"{v:10} {r['tok_s']:7.0f} tok/s  {sum(t)/len(t):5.2f} s/step  {r['flops']/1e9:6.1f} GFLOP/s = {r['flops']/peak:5.1%} of fp32 peak  peak mem {r['peak_gb']:.2f} GB")
+        print(f"{v:10} {r['tok_s']:7.0f} tok/s  {sum(t)/len(t):5.2f} s/step  {r['flops']/1e9:6.1f} GFLOP/s = {r['flops']/peak:5.1%} of fp32 peak  "
+              f"peak mem {r['peak_gb']:.2f} GB  huge pages {'on' if r['thp'] else 'off'}  sys {r['stime']:.0f} s  minor faults {r['minflt']/1e6:.2f} M")
     if "plain" in res:
         for v in res:
             if v != "plain": print(f"ratio {v}/plain: {res[v]['tok_s']/res['plain']['tok_s']:.2f}x")

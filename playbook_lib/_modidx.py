@@ -541,5 +541,6 @@ d = { 'settings': { 'branch': 'main',
                                     'playbook_lib.train.sft_args': ('train.html#sft_args', 'playbook_lib/train.py'),
                                     'playbook_lib.train.specialist_dir': ('train.html#specialist_dir', 'playbook_lib/train.py'),
                                     'playbook_lib.train.sweep': ('train.html#sweep', 'playbook_lib/train.py'),
+                                    'playbook_lib.train.thp_allocations': ('train.html#thp_allocations', 'playbook_lib/train.py'),
                                     'playbook_lib.train.train_sft': ('train.html#train_sft', 'playbook_lib/train.py'),
                                     'playbook_lib.train.train_specialist': ('train.html#train_specialist', 'playbook_lib/train.py')}}}

@@ -171,7 +171,7 @@ def _cpu_settings(mem_gb, bnb):
     import torch
     bf = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     why = [f"没有 CUDA：在 CPU 上训练（{os.cpu_count()} 核，{mem_gb:.0f} GB 内存），用 cpu 档位的小模型",
-           "CPU 支持 bf16 指令（oneDNN）：权重保持 fp32，矩阵乘用 bf16 autocast（本机 torch.mm 上 bf16 比 fp32 快数倍，见 bench/bench_train.py）" if bf else "CPU 没有 bf16 指令：全程 fp32",
+           "CPU 支持 bf16 指令（oneDNN）：矩阵乘用 bf16 autocast（本机 torch.mm 上 bf16 比 fp32 快数倍，见 bench/bench_train.py）；LoRA 时冻结的线性层权重一次存成 bf16，嵌入、归一化和适配器保持 fp32" if bf else "CPU 没有 bf16 指令：全程 fp32",
            "bitsandbytes 在 CPU 上可用：可选 QLoRA，但对 135M 的模型省下的内存不值得反量化的开销，默认 LoRA" if bnb else "bitsandbytes 不可用：只能 LoRA"]
     return dict(device="cpu", memory_gb=mem_gb, capability=None, bf16=bf, bitsandbytes=bnb, dtype="bfloat16" if bf else "float32",
                 method="lora", batch_size=8, grad_accum=1, reasons=why)

@@ -236,3 +236,23 @@ def test_cpu_validation_loss_matches_the_full_logits_loss(tmp_path):
         fast, out = tr.compute_loss(tr.model, batch, return_outputs=True)
         full, _ = Trainer.compute_loss(tr, tr.model, batch, return_outputs=True)
     assert out == {} and torch.allclose(fast, full, rtol=1e-4), (fast, full)
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="THP allocations and malloc_trim are Linux/glibc features")
+def test_importing_train_turns_on_huge_page_allocations_and_trimheap_steps_aside():
+    "playbook_lib.train sets THP_MEM_ALLOC_ENABLE before the first tensor; TrimHeap trims only when huge pages are off."
+    probe = """
+import playbook_lib.train as T, torch
+x = torch.ones(2**23)   # 32 MB, touched
+huge = sum(int(l.split()[1]) for l in open("/proc/self/smaps_rollup") if l.startswith("AnonHugePages:"))
+print(T.thp_allocations(), huge > 0, T.TrimHeap().trim is None)
+"""
+    def run(**env):
+        e = {k: v for k, v in _env().items() if k != "THP_MEM_ALLOC_ENABLE"}
+        out = subprocess.run([sys.executable, "-c", probe], env={**e, **env}, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.split()[-3:]
+    thp_sys = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    kernel_thp = not thp_sys.exists() or "[never]" not in thp_sys.read_text()
+    on, off = run(), run(THP_MEM_ALLOC_ENABLE="0")            # default vs the user's explicit setting, which wins
+    assert (on[0], on[2]) == ("True", "True") and (off[0], off[2]) == ("False", "False")   # huge-page blocks, and no trimming then
+    if kernel_thp: assert (on[1], off[1]) == ("True", "False")                           # the kernel really backs them with 2 MB pages
