@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 
 # PyTorch's CPU allocator reads this once, at the first tensor allocation (importing transformers already makes one): tensors of
-# 2 MB and more then get 2 MB-aligned, madvise(MADV_HUGEPAGE) blocks, so reusing activation memory every step costs one page fault
+# 2 MB and more then get page-aligned, madvise(MADV_HUGEPAGE) blocks, so reusing activation memory every step costs one page fault
 # per 2 MB instead of one per 4 KB (see `TrimHeap`). Linux only; a value the user already set wins.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+if "THP_MEM_ALLOC_ENABLE" not in os.environ: os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
 
 # %% auto #0
 __all__ = ['METHODS', 'SCHEDULES', 'REPORT_TO', 'DTYPES', 'UNSLOTH_TARGETS', 'SPECIALIST_RECIPE', 'BUDGETS', 'GENERAL_TEXTS',
