@@ -228,11 +228,9 @@ def _judge(state, ctx, items, a, b):
 
 def load_adapter(model, path, **kw):
     "PeftModel.from_pretrained, without the FutureWarning peft triggers by reading transformers' old `is_gradient_checkpointing` name."
-    import warnings
     from peft import PeftModel
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
-        return PeftModel.from_pretrained(model, str(path), **kw)
+    from playbook_lib.train import quiet_ckpt_alias
+    with quiet_ckpt_alias(): return PeftModel.from_pretrained(model, str(path), **kw)
 
 def stage_evaluate(state, ctx):
     "Chapter 4: base vs specialist on the test split, the golden set and a pairwise judge."

@@ -18,9 +18,9 @@ __all__ = ['METHODS', 'SCHEDULES', 'REPORT_TO', 'DTYPES', 'UNSLOTH_TARGETS', 'SP
            'HYPERPARAM_ADVICE', 'assistant_spans', 'encode_chat', 'ConfigError', 'TrainConfig', 'check_config',
            'resolve_dtype', 'has_unsloth', 'precast_frozen_linears', 'load_for_training', 'keep_4bit_differentiable',
            'conversations', 'encode_dataset', 'StopWhenValLossRises', 'StepTimer', 'thp_allocations', 'TrimHeap',
-           'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb', 'last_checkpoint', 'train_sft', 'specialist_dir',
-           'evaluate_tickets', 'load_specialist', 'train_specialist', 'sweep', 'plot_sweep', 'perplexity',
-           'hyperparam_table', 'cli_train']
+           'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb', 'quiet_ckpt_alias', 'last_checkpoint',
+           'train_sft', 'specialist_dir', 'evaluate_tickets', 'load_specialist', 'train_specialist', 'sweep',
+           'plot_sweep', 'perplexity', 'hyperparam_table', 'cli_train']
 
 # %% ../nbs/02_train.ipynb #a5952898
 def _render(tok, messages, gen_prompt=False):
@@ -46,7 +46,7 @@ def encode_chat(tok, messages, max_length=None):
     return dict(input_ids=enc["input_ids"], labels=labels, attention_mask=[1]*len(labels))
 
 # %% ../nbs/02_train.ipynb #88abc159
-import json, math, resource, time, importlib.util, difflib
+import json, math, resource, time, importlib.util, difflib, contextlib
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 
@@ -400,6 +400,14 @@ def _cpu_trainer_class():
             return (loss, {}) if loss_only else loss
     return CPUSFTTrainer
 
+@contextlib.contextmanager
+def quiet_ckpt_alias():
+    "Hide the FutureWarning that peft and TRL trigger by reading transformers' deprecated `is_gradient_checkpointing` name."
+    import warnings
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
+        yield
+
 def last_checkpoint(output_dir, log=print):
     "The newest complete checkpoint in `output_dir` (None if there is none); newer half-written ones are removed."
     import shutil
@@ -431,13 +439,13 @@ def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progre
     torch.manual_seed(cfg.seed)
     pc = None if is_peft else peft_config_for(cfg.method, cfg.r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules, cfg.num_virtual_tokens)
     timer, stopper = StepTimer(), StopWhenValLossRises(cfg.early_stopping_patience)
-    trainer = (SFTTrainer if gpu else _cpu_trainer_class())(model=model, args=sft_args(cfg, dtype, gpu, bool(va_c), progress), processing_class=tok, peft_config=pc,
+    with quiet_ckpt_alias(): trainer = (SFTTrainer if gpu else _cpu_trainer_class())(model=model, args=sft_args(cfg, dtype, gpu, bool(va_c), progress), processing_class=tok, peft_config=pc,
                          train_dataset=encode_dataset(tok, tr_c, cfg.max_length), callbacks=[timer, stopper] + ([] if gpu else [TrimHeap()]),
                          eval_dataset=encode_dataset(tok, va_c, cfg.max_length) if va_c else None)
     if not progress: _quiet(trainer)
     last = last_checkpoint(cfg.output_dir, log=print if progress else (lambda *_: None))
     tok0 = json.loads((Path(last)/"trainer_state.json").read_text())["log_history"][-1].get("num_tokens", 0) if last else 0
-    trainer.train(resume_from_checkpoint=last)
+    with quiet_ckpt_alias(): trainer.train(resume_from_checkpoint=last)
     res = _result(trainer, cfg, timer, stopper, last, tok0)
     if trainer.is_world_process_zero(): _save_outputs(trainer, cfg, res)
     return res
@@ -482,7 +490,7 @@ def load_specialist(path=None, merge=True):
     path = Path(path or specialist_dir())
     cfg = TrainConfig.from_yaml(path/"train_config.yaml")
     base = _tiny_for(cfg)[0] if cfg.model == "tiny" else load_base(cfg.model, load_in_4bit=cfg.method == "qlora")[0]
-    model = PeftModel.from_pretrained(base, str(path))
+    with quiet_ckpt_alias(): model = PeftModel.from_pretrained(base, str(path))
     merge = merge and cfg.method in ("lora", "ia3")    # prompt learning cannot merge; a 4-bit base would be re-quantized
     return (model.merge_and_unload() if merge else model).eval(), AutoTokenizer.from_pretrained(path)
 
@@ -514,7 +522,8 @@ def train_specialist(budget="full", out_dir=None, progress=False, reuse=False):
 
 # %% ../nbs/02_train.ipynb #4f95f45b
 def sweep(configs, steps=30, n_test=48, out_root=None, **overrides):
-    "Train one short run per dict of overrides in `configs`; return rows with the final losses and the test score."
+    """Train one short run per dict of overrides in `configs`; return rows with the final losses and the test score.
+    Each run stays under `out_root` (default: a new temporary directory) so it can be loaded afterwards; delete it when done."""
     import tempfile
     from playbook_lib.tickets import load_split
     out_root, test, rows = Path(out_root or tempfile.mkdtemp(prefix="sweep-")), load_split("test", n=n_test), []

@@ -256,3 +256,21 @@ print(T.thp_allocations(), huge > 0, T.TrimHeap().trim is None)
     on, off = run(), run(THP_MEM_ALLOC_ENABLE="0")            # default vs the user's explicit setting, which wins
     assert (on[0], on[2]) == ("True", "True") and (off[0], off[2]) == ("False", "False")   # huge-page blocks, and no trimming then
     if kernel_thp: assert (on[1], off[1]) == ("True", "False")                           # the kernel really backs them with 2 MB pages
+
+def test_training_and_loading_do_not_print_the_checkpointing_alias_warning(tmp_path):
+    "peft reads transformers' deprecated `is_gradient_checkpointing`; train_sft and load_specialist hide that FutureWarning, nothing else."
+    import warnings
+    from peft import PeftModel, get_peft_model
+    from playbook_lib.plan import peft_config_for
+    alias = lambda ws: [w for w in ws if "is_gradient_checkpointing" in str(w.message)]
+    with warnings.catch_warnings(record=True) as raw:               # the trap is real in this environment
+        warnings.simplefilter("always")
+        get_peft_model(_tiny_for(tiny_cfg(tmp_path))[0], peft_config_for("lora", 8, 16, 0.0, "all-linear", 0))
+    assert alias(raw), "peft no longer reads the deprecated name: quiet_ckpt_alias can go"
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter("always")
+        res = train_sft(tiny_cfg(tmp_path, max_steps=2), toy(8), progress=False)
+        T.load_specialist(res.output_dir)
+        warnings.warn("a user's own FutureWarning", FutureWarning)      # other warnings still get through
+    assert not alias(ws)
+    assert any("a user's own" in str(w.message) for w in ws)
