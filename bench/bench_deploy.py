@@ -7,10 +7,10 @@ import argparse, gc, json, resource, statistics, tempfile, threading, time
 from pathlib import Path
 
 import psutil, torch
-from peft import PeftModel
 
 from playbook_lib.merge import decode_tokens_per_s, merge_adapter, random_lora_adapter
 from playbook_lib.models import cache_root, load_base
+from playbook_lib.train import load_adapter
 
 
 class PeakRSS:
@@ -52,7 +52,7 @@ def main(argv=None):
     gc.collect()
 
     base, tok = load_base("cpu")
-    unmerged = PeftModel.from_pretrained(load_base("cpu")[0], adapter).eval()
+    unmerged = load_adapter(load_base("cpu")[0], adapter).eval()
     merged = load_base(str(work/"merged"))[0]
     models = {"base": base, "unmerged": unmerged, "merged": merged}
     speeds = {k: [] for k in models}

@@ -214,8 +214,8 @@ def _load_local(model, adapter=None):
     from playbook_lib.models import load_base
     m, tok = load_base(model)
     if adapter:
-        from peft import PeftModel
-        m = PeftModel.from_pretrained(m, adapter).eval()
+        from playbook_lib.train import load_adapter
+        m = load_adapter(m, adapter).eval()
     return m, tok
 
 def cli_golden(argv=None):

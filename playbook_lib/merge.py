@@ -225,8 +225,8 @@ def _training_tokenizer(adapter_dir, base_tok):
 
 def _merge_and_verify(model, tok, adapter_dir, convs, greedy_tokens):
     "Wrap `model` with the adapter, probe it, merge, probe again: (merged, max Δlogit, greedy equal, merged logits)."
-    from peft import PeftModel
-    peft_model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
+    from playbook_lib.train import load_adapter
+    peft_model = load_adapter(model, adapter_dir).eval()
     ref_logits, ref_text = probe_outputs(peft_model, tok, convs, greedy_tokens)
     merged = peft_model.merge_and_unload().eval()
     new_logits, new_text = probe_outputs(merged, tok, convs, greedy_tokens)
@@ -285,8 +285,9 @@ def random_lora_adapter(model, out_dir, r=8, seed=0, target_modules="all-linear"
     "Save a LoRA adapter with non-zero random A and B for `model` (for tests and demos of merge checks)."
     import copy, torch
     from peft import LoraConfig, get_peft_model
+    from playbook_lib.train import quiet_ckpt_alias
     torch.manual_seed(seed)
-    pm = get_peft_model(copy.deepcopy(model), LoraConfig(r=r, lora_alpha=2*r, target_modules=target_modules, init_lora_weights=False))
+    with quiet_ckpt_alias(): pm = get_peft_model(copy.deepcopy(model), LoraConfig(r=r, lora_alpha=2*r, target_modules=target_modules, init_lora_weights=False))
     pm.save_pretrained(out_dir)
     return Path(out_dir)
 

@@ -14,10 +14,10 @@ from pathlib import Path
 __all__ = ['BUDGETS', 'DEMO_ANSWERS', 'CHECKLIST', 'STAGES', 'FLYWHEEL_CONTINUE', 'Budget', 'demo_recipe', 'write_text',
            'write_json', 'RunState', 'Stage', 'reset_peak_rss', 'process_peak_gb', 'peak_rss_gb', 'release_memory',
            'run_stages', 'find_resumable', 'new_run', 'PipelineError', 'stage_decide', 'stage_plan', 'stage_data',
-           'stage_train', 'load_adapter', 'stage_evaluate', 'stage_merge', 'stage_serve', 'plot_scores', 'demo_metrics',
-           'CheckItem', 'checklist_markdown', 'report_blocks', 'blocks_markdown', 'blocks_html', 'stage_report',
-           'demo_summary', 'run_demo', 'cli_demo', 'simulate_traffic', 'review', 'mine_failures', 'corrections',
-           'failure_table', 'flywheel_mix', 'continue_training']
+           'stage_train', 'stage_evaluate', 'stage_merge', 'stage_serve', 'plot_scores', 'demo_metrics', 'CheckItem',
+           'checklist_markdown', 'report_blocks', 'blocks_markdown', 'blocks_html', 'stage_report', 'demo_summary',
+           'run_demo', 'cli_demo', 'simulate_traffic', 'review', 'mine_failures', 'corrections', 'failure_table',
+           'flywheel_mix', 'continue_training']
 
 # %% ../nbs/06_flywheel.ipynb #0bb2b22b
 @dataclass(frozen=True)
@@ -226,12 +226,6 @@ def _judge(state, ctx, items, a, b):
     with serve(src, log_path=state.dir/"eval"/"judge-server.log") as srv:
         return pairwise_judge(items, a, b, endpoint=f"{srv.endpoint}/v1", model=srv.model, cache=cache, concurrency=2, max_tokens=n_tok), who
 
-def load_adapter(model, path, **kw):
-    "PeftModel.from_pretrained, without the FutureWarning peft triggers by reading transformers' old `is_gradient_checkpointing` name."
-    from peft import PeftModel
-    from playbook_lib.train import quiet_ckpt_alias
-    with quiet_ckpt_alias(): return PeftModel.from_pretrained(model, str(path), **kw)
-
 def stage_evaluate(state, ctx):
     "Chapter 4: base vs specialist on the test split, the golden set and a pairwise judge."
     from playbook_lib.models import load_base
@@ -239,6 +233,7 @@ def stage_evaluate(state, ctx):
     from playbook_lib.golden import load_golden, score_golden, save_report
     from playbook_lib.tickets import write_jsonl
     from playbook_lib.merge import nf4_roundtrip_
+    from playbook_lib.train import load_adapter
     b, out = ctx["budget"], state.dir/"eval"
     test, cases = load_split("test", b.n_test or None), load_golden(None, b.n_golden or None)
     convs, golds = [r["messages"][:2] for r in test], [r["messages"][2]["content"] for r in test]
@@ -577,7 +572,7 @@ def continue_training(adapter_dir, train_data, val_data="val", output_dir=None, 
     """Train the adapter in `adapter_dir` further from its own weights (not from the base), with its recipe plus `overrides`.
     The new version goes to `output_dir` (the old one stays as the gate's baseline); returns train_sft's TrainResult."""
     from transformers import AutoTokenizer
-    from playbook_lib.train import TrainConfig, train_sft, load_for_training
+    from playbook_lib.train import TrainConfig, train_sft, load_for_training, load_adapter
     from playbook_lib.models import gpu_info
     src = Path(adapter_dir)
     missing = [f for f in ("train_config.yaml", "adapter_config.json") if not (src/f).exists()]

@@ -63,7 +63,8 @@ def trainable_params(model_id_or_config, method="lora", **peft_kw):
     pc = peft_config_for(method, **peft_kw)
     if pc is not None:
         from peft import get_peft_model
-        m = get_peft_model(m, pc)
+        from playbook_lib.train import quiet_ckpt_alias
+        with quiet_ckpt_alias(): m = get_peft_model(m, pc)
     return sum(p.numel() for p in m.parameters() if p.requires_grad), sum(p.numel() for p in m.parameters())
 
 # %% ../nbs/02a_plan.ipynb #a0a4dfd4

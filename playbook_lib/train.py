@@ -18,9 +18,9 @@ __all__ = ['METHODS', 'SCHEDULES', 'REPORT_TO', 'DTYPES', 'UNSLOTH_TARGETS', 'SP
            'HYPERPARAM_ADVICE', 'assistant_spans', 'encode_chat', 'ConfigError', 'TrainConfig', 'check_config',
            'resolve_dtype', 'has_unsloth', 'precast_frozen_linears', 'load_for_training', 'keep_4bit_differentiable',
            'conversations', 'encode_dataset', 'StopWhenValLossRises', 'StepTimer', 'thp_allocations', 'TrimHeap',
-           'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb', 'quiet_ckpt_alias', 'last_checkpoint',
-           'train_sft', 'specialist_dir', 'evaluate_tickets', 'load_specialist', 'train_specialist', 'sweep',
-           'plot_sweep', 'perplexity', 'hyperparam_table', 'cli_train']
+           'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb', 'quiet_ckpt_alias', 'load_adapter',
+           'last_checkpoint', 'train_sft', 'specialist_dir', 'evaluate_tickets', 'load_specialist', 'train_specialist',
+           'sweep', 'plot_sweep', 'perplexity', 'hyperparam_table', 'cli_train']
 
 # %% ../nbs/02_train.ipynb #a5952898
 def _render(tok, messages, gen_prompt=False):
@@ -408,6 +408,11 @@ def quiet_ckpt_alias():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
         yield
 
+def load_adapter(model, path, **kw):
+    "`PeftModel.from_pretrained(model, path, **kw)` without that FutureWarning: every chapter loads adapters through this."
+    from peft import PeftModel
+    with quiet_ckpt_alias(): return PeftModel.from_pretrained(model, str(path), **kw)
+
 def last_checkpoint(output_dir, log=print):
     "The newest complete checkpoint in `output_dir` (None if there is none); newer half-written ones are removed."
     import shutil
@@ -484,13 +489,12 @@ def evaluate_tickets(model, tok, records, batch_size=16, max_new_tokens=160):
 
 def load_specialist(path=None, merge=True):
     "Base model + the trained adapter at `path` (default: the full cpu specialist), merged for fast inference."
-    from peft import PeftModel
     from transformers import AutoTokenizer
     from playbook_lib.models import load_base
     path = Path(path or specialist_dir())
     cfg = TrainConfig.from_yaml(path/"train_config.yaml")
     base = _tiny_for(cfg)[0] if cfg.model == "tiny" else load_base(cfg.model, load_in_4bit=cfg.method == "qlora")[0]
-    with quiet_ckpt_alias(): model = PeftModel.from_pretrained(base, str(path))
+    model = load_adapter(base, path)
     merge = merge and cfg.method in ("lora", "ia3")    # prompt learning cannot merge; a 4-bit base would be re-quantized
     return (model.merge_and_unload() if merge else model).eval(), AutoTokenizer.from_pretrained(path)
 

@@ -258,10 +258,11 @@ print(T.thp_allocations(), huge > 0, T.TrimHeap().trim is None)
     if kernel_thp: assert (on[1], off[1]) == ("True", "False")                           # the kernel really backs them with 2 MB pages
 
 def test_training_and_loading_do_not_print_the_checkpointing_alias_warning(tmp_path):
-    "peft reads transformers' deprecated `is_gradient_checkpointing`; train_sft and load_specialist hide that FutureWarning, nothing else."
+    "peft reads transformers' deprecated `is_gradient_checkpointing`; every library path that wraps a model with peft hides that FutureWarning, nothing else."
     import warnings
-    from peft import PeftModel, get_peft_model
-    from playbook_lib.plan import peft_config_for
+    from peft import get_peft_model
+    from playbook_lib.plan import peft_config_for, trainable_params
+    from playbook_lib.merge import random_lora_adapter, merge_adapter
     alias = lambda ws: [w for w in ws if "is_gradient_checkpointing" in str(w.message)]
     with warnings.catch_warnings(record=True) as raw:               # the trap is real in this environment
         warnings.simplefilter("always")
@@ -271,6 +272,11 @@ def test_training_and_loading_do_not_print_the_checkpointing_alias_warning(tmp_p
         warnings.simplefilter("always")
         res = train_sft(tiny_cfg(tmp_path, max_steps=2), toy(8), progress=False)
         T.load_specialist(res.output_dir)
+        fresh = lambda: _tiny_for(tiny_cfg(tmp_path))                                # peft injects LoRA layers in place
+        T.load_adapter(fresh()[0], res.output_dir)                                    # chapters 3-6, golden
+        trainable_params(fresh()[0].config, "lora", r=8)                               # chapter 2's estimate
+        rand = random_lora_adapter(fresh()[0], tmp_path/"rand")                        # chapter 5
+        assert merge_adapter(fresh(), rand, tmp_path/"merged").ok                      # chapter 5's merge
         warnings.warn("a user's own FutureWarning", FutureWarning)      # other warnings still get through
     assert not alias(ws)
     assert any("a user's own" in str(w.message) for w in ws)
