@@ -7,6 +7,9 @@ CPU has bf16 matmul units (AMX / AVX512-BF16) and stores the frozen linear weigh
 (on a CPU without bf16 units `ours` is fp32 already, and `ours_fp32` is skipped). `ours` runs with transparent huge pages for
 PyTorch's CPU allocator (playbook_lib.train sets THP_MEM_ALLOC_ENABLE=1 on import) and so without TrimHeap; `ours_4k` turns that
 off (4 KB pages, malloc_trim after every step) to show what it is worth. `plain` runs with PyTorch's default, 4 KB pages.
+`ours` computes the prompt prefix that a whole micro-batch shares (the system prompt) once per batch; `ours_noshare` turns that off.
+tok/s counts the conversations' tokens; the FLOP/s figure counts only the row-tokens actually computed (shared ones once), so it
+measures the hardware's work, not the saving.
 
     flock /tmp/playbook-cpu.lock python bench/bench_train.py [--steps 6] [--n 96]
 """
@@ -62,7 +65,8 @@ def run_variant(variant, steps, n):
     else:
         from playbook_lib.train import SPECIALIST_RECIPE as R   # the chapter's recipe: 8 sequences a step as 4 x accumulation 2
         cfg = TrainConfig(model="cpu", method="lora", max_steps=steps, batch_size=R["batch_size"], grad_accum=R["grad_accum"], eval_steps=0,
-                          save_steps=0, early_stopping_patience=0, output_dir=out, compute_dtype="float32" if variant == "ours_fp32" else "auto")
+                          save_steps=0, early_stopping_patience=0, output_dir=out, compute_dtype="float32" if variant == "ours_fp32" else "auto",
+                          share_prefix=variant != "ours_noshare")
         import playbook_lib.train as T
         timers, orig = [], T.StepTimer
         T.StepTimer = lambda: timers.append(orig()) or timers[-1]
@@ -73,14 +77,16 @@ def run_variant(variant, steps, n):
         nlin = 0
     toks = [h["num_tokens"] for h in logs if "loss" in h]
     per_step = [b - a for a, b in zip([0] + toks[:-1], toks)]
+    shared = [h.get("shared_prefix_tokens", 0) for h in logs if "loss" in h]
+    shared_step = [b - a for a, b in zip([0] + shared[:-1], shared)]
     from playbook_lib.train import thp_allocations
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return dict(variant=variant, times=meter.times, tokens=per_step, nlin=nlin, peak_gb=ru.ru_maxrss/2**20, thp=thp_allocations(),
+    return dict(variant=variant, times=meter.times, tokens=per_step, shared=shared_step, nlin=nlin, peak_gb=ru.ru_maxrss/2**20, thp=thp_allocations(),
                 stime=ru.ru_stime, minflt=ru.ru_minflt)
 
 def main():
     p = argparse.ArgumentParser(); p.add_argument("--steps", type=int, default=6); p.add_argument("--n", type=int, default=96)
-    p.add_argument("--variant"); p.add_argument("--variants", default="plain,ours_4k,ours_fp32,ours")
+    p.add_argument("--variant"); p.add_argument("--variants", default="plain,ours_4k,ours_fp32,ours_noshare,ours")
     a = p.parse_args()
     if a.variant:
         print("RESULT " + json.dumps(run_variant(a.variant, a.steps, a.n))); return
@@ -101,13 +107,13 @@ def main():
         line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
         if not line: print(out.stdout[-2000:], out.stderr[-3000:]); raise SystemExit(f"variant {v} failed")
         r = json.loads(line[0][7:])
-        t, k = r["times"][1:], r["tokens"][1:]      # drop the first (warm-up) step
-        r["tok_s"] = sum(k)/sum(t)
+        t, k, sh = r["times"][1:], r["tokens"][1:], r["shared"][1:]      # drop the first (warm-up) step
+        r["tok_s"], r["computed_tok_s"] = sum(k)/sum(t), (sum(k) - sum(sh))/sum(t)
         # useful matmul work per token for LoRA: forward 2N + input-gradient backward 2N (frozen weights get no weight gradient);
         # the LM head runs only on trained positions (TRL's fused head) and is left out, so this undercounts slightly
-        r["flops"] = r["tok_s"]*4*nlin
+        r["flops"] = r["computed_tok_s"]*4*nlin
         res[v] = r
-        print(f"{v:10} {r['tok_s']:7.0f} tok/s  {sum(t)/len(t):5.2f} s/step  {r['flops']/1e9:6.1f} GFLOP/s = {r['flops']/peak:5.1%} of fp32 peak  "
+        print(f"{v:12} {r['tok_s']:7.0f} tok/s ({sum(sh)/sum(k):4.0%} shared)  {sum(t)/len(t):5.2f} s/step  {r['flops']/1e9:6.1f} GFLOP/s = {r['flops']/peak:5.1%} of fp32 peak  "
               f"peak mem {r['peak_gb']:.2f} GB  huge pages {'on' if r['thp'] else 'off'}  sys {r['stime']:.0f} s  minor faults {r['minflt']/1e6:.2f} M")
     if "plain" in res:
         for v in res:

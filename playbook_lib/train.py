@@ -18,9 +18,10 @@ __all__ = ['METHODS', 'SCHEDULES', 'REPORT_TO', 'DTYPES', 'UNSLOTH_TARGETS', 'SP
            'HYPERPARAM_ADVICE', 'assistant_spans', 'encode_chat', 'ConfigError', 'TrainConfig', 'check_config',
            'resolve_dtype', 'has_unsloth', 'precast_frozen_linears', 'load_for_training', 'keep_4bit_differentiable',
            'conversations', 'encode_dataset', 'StopWhenValLossRises', 'StepTimer', 'thp_allocations', 'TrimHeap',
-           'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb', 'quiet_ckpt_alias', 'load_adapter',
-           'last_checkpoint', 'train_sft', 'specialist_dir', 'evaluate_tickets', 'load_specialist', 'train_specialist',
-           'sweep', 'plot_sweep', 'perplexity', 'hyperparam_table', 'cli_train']
+           'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb', 'shared_prefix_len', 'prefix_shared_hidden',
+           'labelled_lm_loss', 'quiet_ckpt_alias', 'load_adapter', 'last_checkpoint', 'train_sft', 'specialist_dir',
+           'evaluate_tickets', 'load_specialist', 'train_specialist', 'sweep', 'plot_sweep', 'perplexity',
+           'hyperparam_table', 'cli_train']
 
 # %% ../nbs/02_train.ipynb #a5952898
 def _render(tok, messages, gen_prompt=False):
@@ -90,6 +91,7 @@ class TrainConfig:
     max_length: int = 512              # longest tokenized conversation
     group_by_length: bool = True       # batch similar lengths together (less padding)
     packing: bool = False              # pack conversations into max_length rows (BFD, padding-free)
+    share_prefix: bool = True          # CPU: run the prompt prefix a whole batch shares once (same loss and gradients)
     gradient_checkpointing: str|bool = "auto"  # auto = on for GPUs, off on CPU
     eval_steps: int = 20               # evaluate every N steps (0 = never)
     save_steps: int = 20               # checkpoint every N steps
@@ -330,6 +332,7 @@ class TrainResult:
     seconds: float; tokens: int; tokens_per_s: float; peak_mem_gb: float; trainable: int; total: int
     history: list = field(default_factory=list, repr=False); resumed_from: str|None = None; stopped_early: bool = False
     metrics: dict|None = None; processes: int = 1
+    shared_prefix_tokens: int = 0   # row-tokens the CPU trainer computed once per batch instead of once per row
     @property
     def losses(self): return [h["loss"] for h in self.history if "loss" in h]
     def _repr_markdown_(self):
@@ -369,16 +372,54 @@ def _result(trainer, cfg, timer, stopper, resumed, tok0):
     trainable, total = sum(p.numel() for p in m.parameters() if p.requires_grad), sum(p.numel() for p in m.parameters())
     return TrainResult(cfg.output_dir, cfg.method, trainer.state.global_step, tr_logs[-1]["loss"] if tr_logs else math.nan,
                        ev[-1] if ev else None, timer.seconds, tokens, tokens/max(timer.seconds, 1e-9), peak_memory_gb(),
-                       trainable, total, logs, resumed, stopper.stopped_at is not None, processes=trainer.args.world_size)
+                       trainable, total, logs, resumed, stopper.stopped_at is not None, processes=trainer.args.world_size,
+                       shared_prefix_tokens=getattr(trainer, "shared_prefix_tokens", 0))
+
+# %% ../nbs/02_train.ipynb #dac39f04
+def shared_prefix_len(input_ids, attention_mask=None, labels=None):
+    "How many leading positions every row of a right-padded batch shares: same token, not padding, not trained."
+    same = (input_ids == input_ids[:1]).all(0)
+    if attention_mask is not None: same &= (attention_mask == 1).all(0)
+    if labels is not None: same &= (labels == -100).all(0)
+    return int(same.long().cumprod(0).sum())
+
+def prefix_shared_hidden(decoder, input_ids, attention_mask=None, labels=None, min_shared=16):
+    """Last hidden states of `decoder` (e.g. `LlamaModel`) for a right-padded batch, running the prefix all rows share once and
+    handing its K/V cache to every row. Returns (hidden, start): `hidden` covers positions start.. of each row; values and gradients
+    equal a full forward. Falls back to the full forward (start 0) for one row, a short prefix or activation checkpointing."""
+    import torch
+    from transformers import DynamicCache
+    B, L = input_ids.shape
+    start = shared_prefix_len(input_ids, attention_mask, labels) - 1   # the prefix's last position predicts the first answer token
+    if B < 2 or start < min_shared or any(getattr(m, "gradient_checkpointing", False) for m in decoder.modules()):
+        return decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state, 0
+    cache = DynamicCache(config=decoder.config)
+    decoder(input_ids=input_ids[:1, :start], past_key_values=cache, use_cache=True)
+    cache.batch_repeat_interleave(B)                                   # differentiable copies: gradients reach the shared pass
+    pos = torch.arange(start, L, device=input_ids.device).expand(B, -1)
+    return decoder(input_ids=input_ids[:, start:], attention_mask=attention_mask, position_ids=pos, past_key_values=cache,
+                   use_cache=True).last_hidden_state, start
+
+def labelled_lm_loss(model, input_ids, attention_mask=None, labels=None, position_ids=None, share_prefix=True):
+    """(summed cross-entropy over the trained positions, their count, shared prefix length) for a causal LM with `.model` and
+    `.lm_head`: only trained positions go through the LM head, in one matmul."""
+    import torch
+    if share_prefix and position_ids is None: h, start = prefix_shared_hidden(model.model, input_ids, attention_mask, labels)
+    else: h, start = model.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state, 0
+    target = labels[:, start + 1:]
+    keep = target != -100
+    logits = model.lm_head(h[:, :-1][keep])
+    return torch.nn.functional.cross_entropy(logits.float(), target[keep], reduction="sum"), keep.sum(), start
 
 # %% ../nbs/02_train.ipynb #89dab5bc
 def _cpu_trainer_class():
-    "SFTTrainer whose loss sends only the trained positions through the LM head, in one matmul (CPU; see the text)."
+    "SFTTrainer whose loss sends only the trained positions through the LM head and computes the shared prefix once (CPU; see the text)."
     import torch
     from trl import SFTTrainer
     from transformers import Trainer
     class CPUSFTTrainer(SFTTrainer):
-        "On CPU, TRL's tiled fused LM head is slow and full logits are large: project only the labelled positions."
+        "On CPU, TRL's tiled fused LM head is slow and full logits are large: project only the labelled positions; share the batch's common prefix."
+        shared_prefix_tokens, share_prefix = 0, True
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             mode = "train" if self.model.training else "eval"
             if mode == "train":
@@ -389,14 +430,13 @@ def _cpu_trainer_class():
             loss_only = return_outputs and mode == "eval" and self.args.prediction_loss_only   # validation loss: no logits needed either
             if (return_outputs and not loss_only) or prompt_learning or self.accelerator.num_processes > 1 or not hasattr(inner, "lm_head"):
                 return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-            labels = inputs["labels"][:, 1:]
-            keep = labels != -100
             with self.accelerator.autocast():
-                h = inner.model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                                position_ids=inputs.get("position_ids")).last_hidden_state
-                logits = inner.lm_head(h[:, :-1][keep])
-            loss = torch.nn.functional.cross_entropy(logits.float(), labels[keep], reduction="sum")
-            loss = loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1))
+                loss, n, start = labelled_lm_loss(inner, inputs["input_ids"], inputs.get("attention_mask"), inputs["labels"], inputs.get("position_ids"),
+                                                  share_prefix=self.share_prefix)
+            if mode == "train":
+                self.shared_prefix_tokens += start*(inputs["input_ids"].size(0) - 1)   # row-tokens computed once, not per row
+                self._metrics["train"]["shared_prefix_tokens"] = [self.shared_prefix_tokens]
+            loss = loss / (num_items_in_batch if num_items_in_batch is not None else n.clamp(min=1))
             return (loss, {}) if loss_only else loss
     return CPUSFTTrainer
 
@@ -448,6 +488,7 @@ def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progre
                          train_dataset=encode_dataset(tok, tr_c, cfg.max_length), callbacks=[timer, stopper] + ([] if gpu else [TrimHeap()]),
                          eval_dataset=encode_dataset(tok, va_c, cfg.max_length) if va_c else None)
     if not progress: _quiet(trainer)
+    if not gpu: trainer.share_prefix = cfg.share_prefix
     last = last_checkpoint(cfg.output_dir, log=print if progress else (lambda *_: None))
     tok0 = json.loads((Path(last)/"trainer_state.json").read_text())["log_history"][-1].get("num_tokens", 0) if last else 0
     with quiet_ckpt_alias(): trainer.train(resume_from_checkpoint=last)

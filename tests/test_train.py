@@ -237,6 +237,60 @@ def test_cpu_validation_loss_matches_the_full_logits_loss(tmp_path):
         full, _ = Trainer.compute_loss(tr, tr.model, batch, return_outputs=True)
     assert out == {} and torch.allclose(fast, full, rtol=1e-4), (fast, full)
 
+def _ticket_batch(tok, n=4):
+    import torch
+    from playbook_lib.tickets import load_split
+    rows = [encode_chat(tok, r["messages"]) for r in load_split("train", n=n)]
+    L = max(len(r["input_ids"]) for r in rows)
+    pad = lambda k, v: torch.tensor([r[k] + [v]*(L - len(r[k])) for r in rows])
+    return pad("input_ids", tok.pad_token_id), pad("attention_mask", 0), pad("labels", -100)
+
+def test_shared_prefix_gives_the_full_forward_loss_and_gradients_on_the_cpu_model(tok):
+    """The real cpu-tier model with LoRA on all linear layers, a batch of 4 tickets: computing the shared system prompt once
+    (K/V cache handed to every row) gives the loss and LoRA gradients of the full forward; activation checkpointing falls back."""
+    import torch
+    from peft import get_peft_model
+    from playbook_lib.models import load_base
+    from playbook_lib.plan import peft_config_for
+    from playbook_lib.train import labelled_lm_loss, prefix_shared_hidden
+    torch.manual_seed(0)
+    model = get_peft_model(load_base("cpu")[0], peft_config_for("lora", 16, 32, 0.0, "all-linear", 20)).train()
+    for n, p in model.named_parameters():
+        if "lora_B" in n: torch.nn.init.normal_(p, std=0.01)
+    ids, mask, labels = _ticket_batch(tok)
+    inner, params = model.get_base_model(), [p for p in model.parameters() if p.requires_grad]
+    (full, n_full, s0), (shared, n_shared, start) = [labelled_lm_loss(inner, ids, mask, labels, share_prefix=s) for s in (False, True)]
+    assert s0 == 0 and start >= 60 and int(n_full) == int(n_shared) > 100
+    g_full, g_shared = torch.autograd.grad(full, params), torch.autograd.grad(shared, params)
+    gmax = max(g.abs().max().item() for g in g_full)
+    assert torch.allclose(full, shared, rtol=1e-5), (full, shared)
+    assert max((a - b).abs().max().item() for a, b in zip(g_full, g_shared)) < 1e-4*gmax
+    (getattr(inner, "activation_checkpointing_enable", None) or inner.gradient_checkpointing_enable)()   # it drops the cache: no sharing
+    assert prefix_shared_hidden(inner.model, ids, mask, labels)[1] == 0
+
+def test_cpu_trainer_shares_the_prefix_in_training_and_validation(tmp_path, tok):
+    "CPUSFTTrainer on ticket batches: it counts the row-tokens it shared, and its validation loss equals Trainer's full-logits loss."
+    import torch
+    from transformers import Trainer
+    from playbook_lib.tickets import load_split
+    from playbook_lib.train import load_for_training, sft_args, encode_dataset
+    from playbook_lib.plan import peft_config_for
+    res = train_sft(tiny_cfg(tmp_path, max_steps=2, max_length=512), load_split("train", n=8), None, progress=False)
+    assert res.shared_prefix_tokens >= 2*3*60 and res.shared_prefix_tokens < res.tokens   # 2 steps x (4-1) rows x the system prompt
+    cfg = tiny_cfg(tmp_path, max_steps=1, max_length=512, output_dir=str(tmp_path/"b"))
+    model, _, _ = load_for_training(cfg)
+    tr = T._cpu_trainer_class()(model=model, args=sft_args(cfg, "float32", None, True, False), processing_class=tok,
+                                peft_config=peft_config_for("lora", 8, 16, 0.0, "all-linear", 20),
+                                train_dataset=encode_dataset(tok, [r["messages"] for r in load_split("train", n=8)]),
+                                eval_dataset=encode_dataset(tok, [r["messages"] for r in load_split("val", n=8)]))
+    batch = tr._prepare_inputs(next(iter(tr.get_eval_dataloader())))
+    assert T.shared_prefix_len(batch["input_ids"], batch["attention_mask"], batch["labels"]) > 60
+    tr.model.eval()
+    with torch.no_grad():
+        fast, _ = tr.compute_loss(tr.model, batch, return_outputs=True)
+        full, _ = Trainer.compute_loss(tr, tr.model, batch, return_outputs=True)
+    assert torch.allclose(fast, full, rtol=1e-4), (fast, full)
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="THP allocations and malloc_trim are Linux/glibc features")
 def test_importing_train_turns_on_huge_page_allocations_and_trimheap_steps_aside():
     "playbook_lib.train sets THP_MEM_ALLOC_ENABLE before the first tensor; TrimHeap trims only when huge pages are off."
