@@ -269,14 +269,19 @@ def test_shared_prefix_gives_the_full_forward_loss_and_gradients_on_the_cpu_mode
     assert prefix_shared_hidden(inner.model, ids, mask, labels)[1] == 0
 
 def test_cpu_trainer_shares_the_prefix_in_training_and_validation(tmp_path, tok):
-    "CPUSFTTrainer on ticket batches: it counts the row-tokens it shared, and its validation loss equals Trainer's full-logits loss."
+    """CPUSFTTrainer on ticket batches (LoRA and 4-bit QLoRA): it counts the row-tokens it shared, the loss falls, and its validation
+    loss equals Trainer's full-logits loss; share_prefix=False turns the sharing off."""
     import torch
     from transformers import Trainer
     from playbook_lib.tickets import load_split
     from playbook_lib.train import load_for_training, sft_args, encode_dataset
     from playbook_lib.plan import peft_config_for
-    res = train_sft(tiny_cfg(tmp_path, max_steps=2, max_length=512), load_split("train", n=8), None, progress=False)
-    assert res.shared_prefix_tokens >= 2*3*60 and res.shared_prefix_tokens < res.tokens   # 2 steps x (4-1) rows x the system prompt
+    for method in ("lora", "qlora"):
+        res = train_sft(tiny_cfg(tmp_path, method=method, max_steps=4, max_length=512, output_dir=str(tmp_path/method)), load_split("train", n=16), None, progress=False)
+        assert res.shared_prefix_tokens >= 4*3*60 and res.shared_prefix_tokens < res.tokens   # 4 steps x (4-1) rows x the system prompt
+        assert res.losses[-1] < res.losses[0]
+    off = train_sft(tiny_cfg(tmp_path, max_steps=1, max_length=512, share_prefix=False, output_dir=str(tmp_path/"off")), load_split("train", n=4), None, progress=False)
+    assert off.shared_prefix_tokens == 0
     cfg = tiny_cfg(tmp_path, max_steps=1, max_length=512, output_dir=str(tmp_path/"b"))
     model, _, _ = load_for_training(cfg)
     tr = T._cpu_trainer_class()(model=model, args=sft_args(cfg, "float32", None, True, False), processing_class=tok,
