@@ -81,7 +81,11 @@ def test_no_secret_in_run(finished):
 
 def test_ctrl_c_leaves_a_resumable_run(tmp_path):
     cmd = [PLAYBOOK, "demo", "--budget", "tiny", "--no-progress", "--out", str(tmp_path)]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    # A shell without job control starts `cmd &` with SIGINT ignored, children inherit that, and Python then installs no
+    # KeyboardInterrupt handler: `nohup bash tools/test.sh &` failed here for that reason alone. Give the demo the
+    # disposition a user's terminal gives it.
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in p.stdout:                       # interrupt as soon as training starts
         seen.append(line)
