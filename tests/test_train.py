@@ -238,12 +238,11 @@ def test_cpu_validation_loss_matches_the_full_logits_loss(tmp_path):
     assert out == {} and torch.allclose(fast, full, rtol=1e-4), (fast, full)
 
 def _ticket_batch(tok, n=4):
-    import torch
+    "n training tickets, right-padded by TRL's collator: the batch SFTTrainer hands to compute_loss."
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
     from playbook_lib.tickets import load_split
-    rows = [encode_chat(tok, r["messages"]) for r in load_split("train", n=n)]
-    L = max(len(r["input_ids"]) for r in rows)
-    pad = lambda k, v: torch.tensor([r[k] + [v]*(L - len(r[k])) for r in rows])
-    return pad("input_ids", tok.pad_token_id), pad("attention_mask", 0), pad("labels", -100)
+    batch = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id)([encode_chat(tok, r["messages"]) for r in load_split("train", n=n)])
+    return batch["input_ids"], batch["attention_mask"], batch["labels"]
 
 def test_shared_prefix_gives_the_full_forward_loss_and_gradients_on_the_cpu_model(tok):
     """The real cpu-tier model with LoRA on all linear layers, a batch of 4 tickets: computing the shared system prompt once
