@@ -193,10 +193,16 @@ def generate_splits(seed=2026, n_train=1200, n_val=150, n_test=250, n_golden=80)
     return {k: [to_record(*x, i, k) for i, x in enumerate(v)] for k, v in pools.items()}
 
 # %% ../nbs/91_tickets.ipynb #6ca5c8b8
-DATA_DIR = Path(__file__).resolve().parent.parent/"data" if "__file__" in globals() else Path("../data").resolve()
+def _default_data_dir():
+    "A checkout's data/ (editable installs too), else the copy the wheel ships as playbook_lib/_data."
+    if "__file__" not in globals(): return Path("../data").resolve()   # this notebook, run from nbs/
+    here = Path(__file__).resolve().parent
+    return here/"_data" if (here/"_data"/"train.jsonl").exists() else here.parent/"data"
+
+DATA_DIR = _default_data_dir()
 
 def data_dir():
-    "The data/ folder of this checkout (or `$PLAYBOOK_DATA`)."
+    "The running example's data: `$PLAYBOOK_DATA`, else the checkout's data/, else the copy inside the installed wheel."
     import os
     return Path(os.environ.get("PLAYBOOK_DATA") or DATA_DIR)
 

@@ -12,7 +12,7 @@ PY=${PYTHON:-python3}
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 if ! python -c "import torch" 2>/dev/null; then
-  pip install -q "torch==2.13.0" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
+  pip install -q "torch==2.13.0" numpy ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 fi
 python - <<'PY'
 import torch, sys
