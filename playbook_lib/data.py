@@ -622,7 +622,8 @@ def cli_check_data(argv=None):
         exs, problems = read_examples(path, strict=a.strict)
         tok, family = resolve_tokenizer(a.model)
     except (DataInputError, ValueError, OSError) as e:
-        print(f"错误：{e}", file=sys.stderr); return 2
+        from playbook_lib.cli import print_failure
+        return print_failure(e, "按报错里的文件名和行号改正（支持 messages / alpaca / sharegpt 三种 JSONL），或换一个 --model", 2)
     others = {Path(p).stem: read_examples(p)[0] for p in (a.against if a.against is not None else _siblings(path))}
     rep = lint(exs, tokenizer=tok, schema=a.schema, others=others, name=str(path), input_problems=problems)
     res = clean(exs, rep, out=a.clean, rejects=a.rejects or path.with_suffix(".rejects.jsonl"))

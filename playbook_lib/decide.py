@@ -581,7 +581,9 @@ def cli_decide(argv: list[str] | None = None) -> int:
     try: a = p.parse_args(argv)
     except SystemExit as e: return int(e.code or 0)
     try: given = load_answers(a.answers) if a.answers else {}
-    except AnswerFileError as e: print(f"错误：{e}", file=sys.stderr); return 2
+    except AnswerFileError as e:
+        from playbook_lib.cli import print_failure
+        return print_failure(e, code=2)
     if not a.no_input: given.update(ask_missing(given))
     rec = decide(given)
     print(json.dumps(rec.to_dict(), ensure_ascii=False, indent=1) if a.json else recommendation_text(rec))

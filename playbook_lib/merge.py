@@ -350,6 +350,7 @@ def cli_merge(argv: list[str] | None = None) -> int:
         rep = merge_adapter(a.base, a.adapter, a.out, dtype=a.dtype, strategy=a.strategy, overwrite=a.overwrite, strict_base=not a.no_strict_base)
         if a.push_to_hub: push_to_hub(a.out, a.push_to_hub, revision=a.revision)
     except (MergeError, FileExistsError, ValueError) as e:
-        print(f"合并失败：{e}", file=sys.stderr); return 1
+        from playbook_lib.cli import print_failure
+        return print_failure(e, "检查 --adapter 是否是训练完整写出的适配器目录、--out 是否已存在（要覆盖加 --overwrite）", 1)
     print(f"已写出 {a.out}：最大 |Δlogit| {rep.max_logit_diff:.2e}，贪心输出一致 {rep.greedy_identical}，用时 {rep.seconds:.1f} s")
     return 0
