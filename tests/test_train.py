@@ -338,3 +338,11 @@ def test_training_and_loading_do_not_print_the_checkpointing_alias_warning(tmp_p
         warnings.warn("a user's own FutureWarning", FutureWarning)      # other warnings still get through
     assert not alias(ws)
     assert any("a user's own" in str(w.message) for w in ws)
+
+def test_example_config_is_the_specialist_recipe():
+    "examples/train_cpu.yaml is chapter 2's recipe, key for key (it once drifted to lr 1e-3 / 90 steps / batch 8)."
+    from dataclasses import asdict
+    from playbook_lib.train import SPECIALIST_RECIPE
+    root = Path(__file__).resolve().parent.parent
+    ex = TrainConfig.from_yaml(root/"examples"/"train_cpu.yaml")
+    assert asdict(ex) == asdict(TrainConfig(**SPECIALIST_RECIPE, output_dir=ex.output_dir))
