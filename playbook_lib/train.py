@@ -19,9 +19,9 @@ __all__ = ['METHODS', 'SCHEDULES', 'REPORT_TO', 'DTYPES', 'UNSLOTH_TARGETS', 'SP
            'resolve_dtype', 'has_unsloth', 'precast_frozen_linears', 'load_for_training', 'keep_4bit_differentiable',
            'conversations', 'encode_dataset', 'StopWhenValLossRises', 'StepTimer', 'thp_allocations', 'TrimHeap',
            'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb', 'shared_prefix_len', 'prefix_shared_hidden',
-           'labelled_lm_loss', 'quiet_ckpt_alias', 'load_adapter', 'last_checkpoint', 'train_sft', 'specialist_dir',
-           'evaluate_tickets', 'load_specialist', 'train_specialist', 'sweep', 'plot_sweep', 'perplexity',
-           'hyperparam_table', 'cli_train']
+           'labelled_lm_loss', 'quiet_ckpt_alias', 'load_adapter', 'last_checkpoint', 'train_sft', 'StepBar',
+           'specialist_dir', 'evaluate_tickets', 'load_specialist', 'train_specialist', 'sweep', 'plot_sweep',
+           'perplexity', 'hyperparam_table', 'cli_train']
 
 # %% ../nbs/02_train.ipynb #a5952898
 def _render(tok, messages, gen_prompt=False):
@@ -487,7 +487,7 @@ def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progre
     with quiet_ckpt_alias(): trainer = (SFTTrainer if gpu else _cpu_trainer_class())(model=model, args=sft_args(cfg, dtype, gpu, bool(va_c), progress), processing_class=tok, peft_config=pc,
                          train_dataset=encode_dataset(tok, tr_c, cfg.max_length), callbacks=[timer, stopper] + ([] if gpu else [TrimHeap()]),
                          eval_dataset=encode_dataset(tok, va_c, cfg.max_length) if va_c else None)
-    if not progress: _quiet(trainer)
+    _console_progress(trainer, progress)
     if not gpu: trainer.share_prefix = cfg.share_prefix
     last = last_checkpoint(cfg.output_dir, log=print if progress else (lambda *_: None))
     tok0 = json.loads((Path(last)/"trainer_state.json").read_text())["log_history"][-1].get("num_tokens", 0) if last else 0
@@ -496,10 +496,26 @@ def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progre
     if trainer.is_world_process_zero(): _save_outputs(trainer, cfg, res)
     return res
 
-def _quiet(trainer):
-    "No per-step log dicts printed (the progress bar is already off)."
-    from transformers.trainer_callback import PrinterCallback
-    trainer.remove_callback(PrinterCallback)
+class StepBar(TrainerCallback):
+    "A console bar over training steps with the latest loss as its postfix; it never prints the per-step log dicts."
+    def __init__(self, desc="训练"): self.desc, self.bar = desc, None
+    def on_train_begin(self, args, state, control, **kw):
+        if not state.is_world_process_zero: return
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.desc, unit="步", dynamic_ncols=True)
+    def on_step_end(self, args, state, control, **kw):
+        if self.bar is not None: self.bar.update(state.global_step - self.bar.n)
+    def on_log(self, args, state, control, logs=None, **kw):
+        shown = {k: f"{float(logs[k]):.3f}" for k in ("loss", "eval_loss") if logs and k in logs}
+        if self.bar is not None and shown: self.bar.set_postfix(shown)
+    def on_train_end(self, args, state, control, **kw):
+        if self.bar is not None: self.bar.close(); self.bar = None
+
+def _console_progress(trainer, progress):
+    "Console runs get one `StepBar` instead of the trainer's bar and its printed log dicts; quiet runs print nothing per step."
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    if not progress: trainer.remove_callback(PrinterCallback); return
+    if trainer.pop_callback(ProgressCallback) is not None: trainer.add_callback(StepBar())   # notebooks keep their own table
 
 def _save_outputs(trainer, cfg, res):
     "Adapter (or full model) + tokenizer with its chat template, the config, the result and the loss curve."
@@ -663,7 +679,8 @@ def cli_train(argv=None):
             print("配置检查通过"); return 0
         res = train_sft(cfg, cfg.train_data, cfg.val_data, progress=not a.quiet)
     except ConfigError as e:
-        print(f"配置错误：{e}", file=sys.stderr); return 2
+        from playbook_lib.cli import print_failure
+        return print_failure(e, code=2)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"完成：{res.steps} 步，训练损失 {res.train_loss:.4f}，验证损失 {'—' if res.eval_loss is None else f'{res.eval_loss:.4f}'}，{res.tokens_per_s:.0f} token/s，输出 {res.output_dir}")
     return 0
