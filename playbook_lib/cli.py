@@ -34,7 +34,7 @@ def usage():
     return "\n".join(lines)
 
 
-# %% ../nbs/92_cli.ipynb #df1f66a9
+# %% ../nbs/92_cli.ipynb #a5260b12
 KNOWN_ERRORS = {  # exception class name (matched along the MRO) -> (exit code, what to do when the error carries no `fix`)
     "ConfigError": (2, "改正配置里这一项后重跑；`playbook train -h` 列出全部配置键"),
     "AnswerFileError": (2, "改正答案文件后重跑；`playbook decide -h` 说明格式"),
@@ -78,7 +78,7 @@ def report_error(e, debug=False, file=None):
     return code
 
 
-# %% ../nbs/92_cli.ipynb #74310eab
+# %% ../nbs/92_cli.ipynb #e07ba9ac
 def main(argv=None):
     "Entry point of the `playbook` command: dispatch to a chapter's `cli_*` function; known failures print cause and fix."
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -466,7 +466,7 @@ STAGES = [Stage("decide", "决策：这个岗位该不该培养专家？", "第�
           Stage("serve", "上岗：部署与冒烟测试", "第五章", stage_serve),
           Stage("report", "报告", "结论", stage_report)]
 
-# %% ../nbs/06_flywheel.ipynb #60c1d281
+# %% ../nbs/06_flywheel.ipynb #ead61a51
 @dataclass(frozen=True)
 class Problem:
     "Something that would stop a stage: which stage, what is wrong, what to do about it."
@@ -497,7 +497,7 @@ def missing_packages(stages, method="qlora", local_judge=True):
     return out
 
 
-# %% ../nbs/06_flywheel.ipynb #ff1169ea
+# %% ../nbs/06_flywheel.ipynb #a854ce30
 def model_problem(model):
     "Why the demo's base model cannot be had here, as a Problem, or None (a Hub id is left to from_pretrained)."
     from playbook_lib.models import TIERS, cache_root, cache_problem, smollm2_gguf, ModelLoadError, INSTALL_CPU_MODEL
