@@ -12,12 +12,12 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['APPROACHES', 'QUESTIONS', 'PATHS', 'EXAM_FIRST', 'TRAINING_STEPS', 'KNOWLEDGE', 'BEHAVIOUR', 'TREE', 'FT_OUTCOMES',
-           'RULES', 'DATA_SIZE_GUIDE', 'CAN_FINETUNE', 'YES', 'NO', 'Approach', 'approach_table', 'Question',
-           'AnswerError', 'valid_ids_help', 'check_value', 'resolve_answers', 'Node', 'Outcome', 'DecisionTree',
-           'check_tree', 'mermaid', 'show_flowchart', 'Rule', 'DataNeed', 'data_size_table', 'data_needs', 'data_check',
-           'walk', 'Recommendation', 'decide', 'Case', 'can_finetune_table', 'rules_table', 'count_prompt_tokens',
-           'ROI', 'roi', 'AnswerFileError', 'load_answers', 'parse_reply', 'ask_missing', 'recommendation_text',
-           'cli_decide']
+           'RULES', 'DATA_SIZE_GUIDE', 'TICKET_JOB', 'CAN_FINETUNE', 'YES', 'NO', 'Approach', 'approach_table',
+           'Question', 'AnswerError', 'valid_ids_help', 'check_value', 'resolve_answers', 'Node', 'Outcome',
+           'DecisionTree', 'check_tree', 'mermaid', 'show_flowchart', 'Rule', 'DataNeed', 'data_size_table',
+           'data_needs', 'data_check', 'walk', 'Recommendation', 'decide', 'Case', 'can_finetune_table', 'rules_table',
+           'count_prompt_tokens', 'ROI', 'roi', 'AnswerFileError', 'load_answers', 'parse_reply', 'ask_missing',
+           'recommendation_text', 'cli_decide']
 
 # %% ../nbs/01_decide.ipynb #ec56bc00
 @dataclass(frozen=True)
@@ -372,6 +372,13 @@ def decide(answers=None, tree=None, rules=None, questions=None):
     warning, note = data_check(oid, full)
     return Recommendation(o.path, oid, o.label, o.why, reasons, [n for n, _, _ in steps] + [oid],
                           ["是" if y else "否" for _, y, _ in steps], risks, list(o.next_steps), warning, note, assumed, full)
+
+# %% ../nbs/01_decide.ipynb #3deb0205
+# the running example: the ticket analyst of the book, as described above (also drawn on the flowchart below)
+TICKET_JOB = dict(need_new_knowledge=False, data_changes_often=False, needs_citations=False, few_shot_solves_it=False,
+                  new_skill=False, style_or_voice=False, strict_format=True, persistent_errors=False,
+                  labelled_examples=1200, latency_or_cost_pressure=True)
+
 
 # %% ../nbs/01_decide.ipynb #562aa7ef
 def _md_list(xs): return "\n".join(f"- {x}" for x in xs)

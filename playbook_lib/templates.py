@@ -6,7 +6,7 @@ Docs: https://ft-playbook.github.io/specialist-playbook/templates.html.md"""
 
 # %% ../nbs/03a_templates.ipynb #1799ca8d
 from __future__ import annotations
-import html, json, os, re, shutil, tempfile
+import html, itertools, json, os, re, shutil, tempfile
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from .train import encode_chat, assistant_spans
@@ -583,7 +583,7 @@ def check_chat_template(tok, conversations, facts=None, reference=None, saved=No
 # %% ../nbs/03a_templates.ipynb #60f81d48
 @dataclass
 class LossMaskView:
-    "The tokens of one example, coloured by whether they carry loss: HTML in notebooks, ANSI in terminals."
+    "The tokens of one example, coloured by whether they carry loss: HTML in notebooks, ANSI in terminals (`str`), brackets in `repr`."
     pieces: list  # (text, trained) per token
     def _repr_html_(self):
         style = {True: "background:#c6f6d5;color:#1c4532", False: "background:#edf2f7;color:#718096"}
@@ -592,8 +592,12 @@ class LossMaskView:
         legend = f'<span style="{style[True]}">绿色 = 计算损失</span> <span style="{style[False]}">灰色 = 屏蔽（-100）</span>'
         return f'<div style="font-family:monospace;white-space:pre-wrap;line-height:1.7">{spans}</div><div style="font-size:85%">{legend}</div>'
     def __str__(self):
+        "ANSI colours, for a terminal (`playbook check-data --show-mask`)."
         return "".join(("\x1b[42;30m" if t else "\x1b[2m") + s.replace("\n", "↵\n") + "\x1b[0m" for s, t in self.pieces)
-    __repr__ = __str__
+    def __repr__(self):
+        "Plain text, for logs and a page's text fallback: trained tokens inside 【 】, no escape codes."
+        runs = itertools.groupby(self.pieces, key=lambda p: p[1])
+        return "".join(f"【{''.join(s for s, _ in g)}】" if t else "".join(s for s, _ in g) for t, g in runs).replace("\n", "↵\n")
 
 def loss_mask_view(tok, messages, encode=encode_chat):
     "Colour the tokens of `messages` by the labels the trainer's `encode` gives them."
