@@ -483,7 +483,7 @@ STAGE_NEEDS = {"plan": ("torch", "transformers", "accelerate"), "data": ("jsonsc
                "train": ("trl", "peft", "datasets"), "evaluate": ("openai",), "merge": ("safetensors",), "serve": SERVING,
                "report": ("matplotlib",)}   # stage -> modules it imports
 PIP_NAME = {"yaml": "pyyaml", **{m: "transformers[serving]" for m in SERVING}}
-DISK_GB = {"tiny": 1.0, "full": 1.5}   # free space a run directory needs (measured: tiny 0.59 GB)
+DISK_GB = {"tiny": 1.0, "full": 1.5}   # free space a run directory needs (measured: tiny and full both 0.59 GB when done; checkpoints on the way)
 
 def missing_packages(stages, method="qlora", local_judge=True):
     "pip name -> first stage that needs it, for every module the `stages` import that is not installed."

@@ -50,6 +50,7 @@ def encode_chat(tok, messages, max_length=None):
 import json, math, resource, time, importlib.util, difflib, contextlib
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
+from .models import _NoHubKernelNotice  # noqa: F401  importing models filters bitsandbytes' Hub-kernel notice before peft imports it
 
 # %% ../nbs/02_train.ipynb #1a710a1d
 METHODS = ("full", "lora", "qlora", "ia3", "ptuning")
