@@ -43,7 +43,9 @@ def test_always_tie_and_longer_judges():
 def test_faults_never_lose_or_duplicate_pairs(tmp_path, malformed, fail):
     cache = tmp_path / "cache.jsonl"
     with ScriptedJudgeServer(verdict="oracle", oracle=marker_oracle, malformed=malformed, fail=fail, seed=1) as srv:
-        r = judge(srv, cache=cache)
+        # retries=8: with 30% failures and the default 5 retries, one of ~60 requests exhausts them in about one run in 25
+        # (which thread draws which failure varies), and a pair that failed is rightly not cached, so the re-run below would pay
+        r = judge(srv, cache=cache, retries=8)
         assert sorted(p["i"] for p in r.pairs) == list(range(N))
         assert all(p["outcome"] in ("a", "b", "tie", "invalid") for p in r.pairs)
         assert r.wins + r.ties + r.losses + r.invalid == N
@@ -57,9 +59,16 @@ def test_faults_never_lose_or_duplicate_pairs(tmp_path, malformed, fail):
         keys = [json.loads(l)["key"] for l in cache.read_text().splitlines()]
         assert len(keys) == len(set(keys))
         before = srv.requests
-        r2 = judge(srv, cache=cache)
+        r2 = judge(srv, cache=cache, retries=8)
         assert srv.requests == before and r2.usage.requests == 0  # a re-run costs nothing
         assert [p["outcome"] for p in r2.pairs] == [p["outcome"] for p in r.pairs]
+
+def test_a_failed_request_is_not_cached_and_a_rerun_asks_again(tmp_path):
+    cache = tmp_path / "cache.jsonl"
+    with ScriptedJudgeServer(verdict="oracle", oracle=marker_oracle, fail=1.0) as srv: r = judge(srv, cache=cache, retries=1)
+    assert r.invalid == N and r.usage.retries > 0
+    with ScriptedJudgeServer(verdict="oracle", oracle=marker_oracle) as srv: r2 = judge(srv, cache=cache)
+    assert r2.invalid == 0 and r2.usage.requests == 2 * N and r2.usage.cache_hits == 0
 
 def test_api_key_never_in_cache(tmp_path):
     cache = tmp_path / "c.jsonl"
