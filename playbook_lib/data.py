@@ -16,9 +16,10 @@ from .templates import role_problems, check_chat_template, family_tokenizer, TEM
 __all__ = ['FORMATS', 'SHAREGPT_ROLES', 'DATA_CODES', 'INPUT_CODES', 'PII_PATTERNS', 'SPECIAL_LITERALS', 'REPAIRABLE',
            'detect_format', 'to_messages', 'from_messages', 'InputProblem', 'DataInputError', 'read_examples',
            'Finding', 'normalize_text', 'shingles', 'jaccard', 'minhash_signatures', 'near_duplicate_pairs',
-           'clusters_from_pairs', 'id_card_valid', 'luhn_valid', 'find_pii', 'mask_pii', 'as_examples',
-           'validate_messages', 'is_vague', 'ungrounded_values', 'DataReport', 'lint', 'CleanResult', 'clean',
-           'split_examples', 'make_dirty', 'write_dirty', 'resolve_tokenizer', 'cli_check_data']
+           'clusters_from_pairs', 'template_paragraphs', 'strip_template', 'leader_clusters', 'id_card_valid',
+           'luhn_valid', 'find_pii', 'mask_pii', 'as_examples', 'validate_messages', 'is_vague', 'ungrounded_values',
+           'DataReport', 'lint', 'CleanResult', 'CleanError', 'clean', 'split_examples', 'make_dirty', 'write_dirty',
+           'resolve_tokenizer', 'cli_check_data']
 
 # %% ../nbs/03_data.ipynb #2f787733
 FORMATS = {  # format -> fields that identify it
@@ -192,6 +193,28 @@ def clusters_from_pairs(n, pairs):
         if ri != rj: parent[max(ri, rj)] = min(ri, rj)
     return [find(i) for i in range(n)]
 
+def template_paragraphs(texts, share=0.3, min_count=3):
+    "Paragraphs (split on blank lines) that recur in at least `share` of `texts` (and `min_count` times): a dataset's shared instruction."
+    counts = Counter(p for t in texts for p in {normalize_text(x) for x in t.split("\n\n") if x.strip()})
+    return {p for p, c in counts.items() if c >= max(min_count, share*len(texts))}
+
+def strip_template(text, template):
+    "`text` without the template paragraphs (the part that tells examples apart); the whole text if nothing else is left."
+    rest = "\n\n".join(x for x in text.split("\n\n") if x.strip() and normalize_text(x) not in template)
+    return rest or text
+
+def leader_clusters(n, pairs):
+    """Cluster id of each of n items without chaining: an item joins the earliest cluster *leader* it is directly similar to,
+    else it leads its own cluster. Every member is at or above the threshold against its leader, so templated data (a~b, b~c,
+    ..., each pair similar, the ends not) is not merged into one cluster. Splitting uses `clusters_from_pairs` instead:
+    there, keeping whole chains on one side is what prevents leakage."""
+    nbrs = defaultdict(set)
+    for i, j, *_ in pairs: nbrs[i].add(j); nbrs[j].add(i)
+    cid = list(range(n))
+    for k in range(n):
+        if leaders := [j for j in nbrs[k] if j < k and cid[j] == j]: cid[k] = min(leaders)
+    return cid
+
 # %% ../nbs/03_data.ipynb #9d4bbc9a
 _ID_WEIGHTS, _ID_CHECK = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], "10X98765432"
 
@@ -338,20 +361,25 @@ def _duplicate_findings(exs, others, threshold):
     by_prompt.pop("", None)  # empty prompts are reported as empty_content, not as conflicts
     out += [Finding("conflicting_answers", k, e["src"], f"同一问题有 {len(by_prompt[p])} 种答案") for k, e in enumerate(exs)
             if len(by_prompt.get(p := normalize_text(_prompt(e["messages"])), ())) > 1]
-    texts = [_prompt(e["messages"]) for e in exs] + [_prompt(o["messages"]) for o in others]
-    sig = minhash_signatures(texts)
-    cid = clusters_from_pairs(len(texts), near_duplicate_pairs(sig, threshold, texts=texts))
+    # compare what tells examples apart: an instruction every alpaca row repeats would make all rows look alike and dilute a
+    # copied held-out question below the threshold
+    template = template_paragraphs([_prompt(e["messages"]) for e in exs])
+    texts = [strip_template(_prompt(e["messages"]), template) for e in exs] + [strip_template(_prompt(o["messages"]), template) for o in others]
+    n, pairs = len(exs), near_duplicate_pairs(minhash_signatures(texts), threshold, texts=texts)
+    leaks = defaultdict(list)   # a training example is leaked when it is itself similar to a held-out one: no chains
+    for i, j, s in pairs:
+        if i < n <= j: leaks[i].append((s, j - n))
+    cid = leader_clusters(n, [(i, j, s) for i, j, s in pairs if j < n])
     exact = {f.index for f in out if f.code == "exact_duplicate"}
-    members = defaultdict(list)
-    for k, c in enumerate(cid): members[c].append(k)
     for k, e in enumerate(exs):
-        group = members[cid[k]]
-        if leaked := [others[j - len(exs)] for j in group if j >= len(exs)]:
-            out.append(Finding("leakage", k, e["src"], f"与 {leaked[0].get('split', '')} {leaked[0]['src']} 相同或高度相似"))
-        elif group[0] != k and k not in exact:
-            out.append(Finding("near_duplicate", k, e["src"], f"与 {exs[group[0]]['src']} 同属一个相似簇（与它的 Jaccard {jaccard(texts[k], texts[group[0]]):.2f}）"))
-    sizes = [len(g) for g in members.values() if len(g) > 1]
-    return out, dict(clusters=len(sizes), clustered=sum(sizes)), cid[:len(exs)]
+        if leaks[k]:
+            s, j = max(leaks[k]); o = others[j]
+            out.append(Finding("leakage", k, e["src"], f"与 {o.get('split', '')} {o['src']} 相同或高度相似（Jaccard {s:.2f}）"))
+        elif cid[k] != k and k not in exact:
+            out.append(Finding("near_duplicate", k, e["src"], f"与 {exs[cid[k]]['src']} 高度相似（Jaccard {jaccard(texts[k], texts[cid[k]]):.2f} ≥ 阈值 {threshold}）"))
+    members = Counter(cid)
+    sizes = [m for m in members.values() if m > 1]
+    return out, dict(clusters=len(sizes), clustered=sum(sizes)), cid
 
 # %% ../nbs/03_data.ipynb #6ec6334a
 def _schema_validator(schema):
@@ -420,31 +448,52 @@ def _repair(e, codes):
 
 @dataclass
 class CleanResult:
-    "What `clean` kept, repaired and rejected (with reasons), and where it wrote them."
+    "What `clean` kept, repaired, kept with warnings and rejected (with reasons), and where it wrote them."
     kept: list; rejects: list; repaired: int; out: str|None = None; rejects_path: str|None = None
+    warned: dict = field(default_factory=dict)   # warning code -> examples kept with it (reported, not dropped)
     def reasons(self): return Counter(r["code"] for rej in self.rejects for r in rej["reasons"])
     def _repr_markdown_(self):
         rows = "\n".join(f"| `{c}` | {n} |" for c, n in self.reasons().most_common())
-        return (f"保留 **{len(self.kept)}** 条（其中修复 {self.repaired} 条），剔除 **{len(self.rejects)}** 条，理由写进了 `{self.rejects_path}`。\n\n"
-                f"| 剔除理由 | 条数 |\n|---|---|\n{rows}")
+        warn = "；".join(f"`{c}` {n} 条" for c, n in self.warned.items())
+        return (f"保留 **{len(self.kept)}** 条（其中修复 {self.repaired} 条{'，带警告保留：' + warn if warn else ''}），剔除 **{len(self.rejects)}** 条，"
+                f"理由写进了 `{Path(self.rejects_path).name if self.rejects_path else '—'}`。\n\n| 剔除理由 | 条数 |\n|---|---|\n{rows}")
+    __repr__ = lambda self: f"CleanResult(kept={len(self.kept)}, rejects={len(self.rejects)}, repaired={self.repaired}, warned={self.warned})"
 
-def clean(data, report, out=None, rejects=None):
-    "Apply the fixes `report` calls for: repair PII and formats, drop the rest; write kept examples and rejects (with reasons) atomically."
+class CleanError(ValueError):
+    "`clean` would drop more of the dataset than `max_drop` allows; nothing was written."
+    def __init__(self, msg, fix=None): super().__init__(msg); self.fix = fix
+
+def clean(data, report, out=None, rejects=None,
+          drop=(),        # warning codes to drop as well (e.g. "near_duplicate"), or "warnings" for all of them
+          max_drop=0.2,   # refuse (CleanError, nothing written) when more than this fraction of the rows would go; None = no limit
+          ):
+    """Apply the fixes `report` calls for: repair PII and formats, drop examples with errors (and the warnings named in `drop`),
+    keep the other warnings and report them; write kept examples and rejects (with reasons) atomically."""
     from playbook_lib.tickets import write_jsonl
     exs, codes = as_examples(data), defaultdict(list)
     for f in report.findings: codes[f.index].append(f)
-    kept, rej, repaired = [], [], 0
+    drop = {drop} if isinstance(drop, str) else set(drop)
+    if unknown := drop - set(DATA_CODES) - {"warnings"}: raise ValueError(f"drop: 不认识的代码 {sorted(unknown)}；可选：{', '.join(DATA_CODES)} 或 warnings")
+    dropping = lambda f: f.code not in REPAIRABLE and (f.severity == "error" or "warnings" in drop or f.code in drop)
+    kept, rej, repaired, warned = [], [], 0, Counter()
     for k, e in enumerate(exs):
-        drop = [f for f in codes[k] if f.code not in REPAIRABLE]
-        if drop: rej.append(dict(src=e["src"], id=e["id"], reasons=[dict(code=f.code, detail=f.detail) for f in drop], messages=_repair(e, {"pii"})["messages"]))
+        if bad := [f for f in codes[k] if dropping(f)]:
+            rej.append(dict(src=e["src"], id=e["id"], reasons=[dict(code=f.code, detail=f.detail) for f in bad], messages=_repair(e, {"pii"})["messages"]))
         else:
-            fix = {f.code for f in codes[k]}
+            fix = {f.code for f in codes[k] if f.code in REPAIRABLE}
+            warned.update({f.code for f in codes[k] if f.code not in REPAIRABLE})
             kept.append(_repair(e, fix) if fix else e); repaired += bool(fix)
+    lost = len(rej) + sum(p.action == "dropped" for p in report.input_problems)
+    total = len(exs) + sum(p.action == "dropped" for p in report.input_problems)
+    if max_drop is not None and total and lost > max_drop*total:
+        top = "、".join(f"{c} {n}" for c, n in Counter(r["code"] for x in rej for r in x["reasons"]).most_common(4))
+        raise CleanError(f"{report.name}：清洗会剔除 {lost}/{total} 行（{lost/total:.0%}，上限 {max_drop:.0%}），什么都没写。主要理由：{top or '输入行无法读取'}",
+                         f"先看报告，确认这些行真的该删；确实要删就放宽上限：clean(..., max_drop={min(1.0, round(lost/total + 0.05, 2))})（命令行 --max-drop）")
     rej += [dict(src=f"{Path(p.file).name}:{p.line}", id=None, reasons=[dict(code=p.code, detail=p.message, action=p.action)], raw=mask_pii(p.raw))
             for p in report.input_problems]
     if out: write_jsonl(out, [dict(id=e["id"], messages=e["messages"]) for e in kept])
     if rejects: write_jsonl(rejects, rej)
-    return CleanResult(kept, rej, repaired, str(out) if out else None, str(rejects) if rejects else None)
+    return CleanResult(kept, rej, repaired, str(out) if out else None, str(rejects) if rejects else None, dict(warned.most_common()))
 
 # %% ../nbs/03_data.ipynb #068b0c1b
 def split_examples(data, ratios=None, seed=0, threshold=0.65):
@@ -607,6 +656,8 @@ def _check_parser():
     p.add_argument("--schema", default=None, help="答案必须满足的 JSON Schema 文件（如 data/ticket.schema.json）")
     p.add_argument("--against", nargs="*", default=None, help="检查泄漏用的留出集（默认：同目录下存在的 val/test/golden.jsonl）")
     p.add_argument("--rejects", default=None, help="剔除记录（带理由）写到哪里；默认 <FILE>.rejects.jsonl")
+    p.add_argument("--drop", action="append", default=[], metavar="CODE", help="把这类警告也剔除（可重复；warnings = 全部警告）；默认警告只报告、保留")
+    p.add_argument("--max-drop", type=float, default=0.2, help="剔除超过这个比例就报错退出、什么都不写（默认 0.2）")
     p.add_argument("--clean", default=None, metavar="OUT", help="同时把清洗后的数据写到 OUT（原子写入）")
     p.add_argument("--modelfile", default=None, help="与训练模板逐 token 比对的 Ollama Modelfile")
     p.add_argument("--max-examples", type=int, default=200, help="模板检查最多看多少条（默认 200）")
@@ -626,7 +677,7 @@ def cli_check_data(argv=None):
         return print_failure(e, "按报错里的文件名和行号改正（支持 messages / alpaca / sharegpt 三种 JSONL），或换一个 --model", 2)
     others = {Path(p).stem: read_examples(p)[0] for p in (a.against if a.against is not None else _siblings(path))}
     rep = lint(exs, tokenizer=tok, schema=a.schema, others=others, name=str(path), input_problems=problems)
-    res = clean(exs, rep, out=a.clean, rejects=a.rejects or path.with_suffix(".rejects.jsonl"))
+    res = clean(exs, rep, out=a.clean, rejects=a.rejects or path.with_suffix(".rejects.jsonl"), drop=a.drop, max_drop=a.max_drop)
     sample = exs[:a.max_examples]
     trep = check_chat_template(tok, [e["messages"] for e in sample], facts=family, name=a.model,
                                modelfile=Path(a.modelfile).read_text(encoding="utf-8") if a.modelfile else None)
@@ -636,5 +687,6 @@ def cli_check_data(argv=None):
     if a.show_mask is not None:
         from playbook_lib.templates import loss_mask_view
         print(f"\n第 {a.show_mask} 条样本的损失掩码（绿色 = 计算损失）：\n{loss_mask_view(tok, exs[a.show_mask]['messages'])}")
-    print(f"\n保留 {len(res.kept)} 条，剔除 {len(res.rejects)} 条 → {res.rejects_path}" + (f"；清洗结果 → {res.out}" if res.out else ""))
+    warned = "".join(f"，{c} {n}" for c, n in res.warned.items())
+    print(f"\n保留 {len(res.kept)} 条（带警告保留{warned or '：无'}），剔除 {len(res.rejects)} 条 → {res.rejects_path}" + (f"；清洗结果 → {res.out}" if res.out else ""))
     return 0 if rep.ok and trep.ok else 1

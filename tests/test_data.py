@@ -100,3 +100,58 @@ def test_cli_passes_clean_data_and_fails_strict(tmp_path):
     assert strict.returncode == 2 and "dirty.jsonl:1" in strict.stderr
     bad_model = _cli(str(DATA/"train.jsonl"), "--model", "no-such-model", "--rejects", str(tmp_path/"r3.jsonl"))
     assert bad_model.returncode == 2 and "--model" in bad_model.stderr
+
+# --- issue 28: a user's own templated task -------------------------------------------------------------------------
+TEMPLATE = "Extract the aspect and sentiment from the review as one-line JSON."
+ASPECTS = ["battery", "screen", "keyboard", "camera", "speaker", "charger", "trackpad", "hinge", "fan", "webcam"]
+MOODS = ["great", "terrible", "okay", "amazing", "awful", "fine", "poor", "excellent", "decent", "bad", "superb", "weak", "solid", "flimsy", "sturdy"]
+
+def templated_rows():
+    "150 clean alpaca rows that share one instruction: what a user's own task often looks like."
+    return [{"instruction": TEMPLATE, "input": f"The {a} is {m}.", "output": json.dumps({"aspect": a, "sentiment": m})} for a in ASPECTS for m in MOODS]
+
+def test_clean_keeps_a_clean_templated_dataset(tmp_path):
+    rows = templated_rows()
+    rep = lint(rows, name="aspects.jsonl")
+    res = clean(rows, rep, out=tmp_path/"kept.jsonl", rejects=tmp_path/"rejects.jsonl")
+    assert rep.ok and len(res.kept) == 150 and res.rejects == []      # before: 1 of 150 kept, report ok, exit 0
+    assert sum(res.warned.values()) == len([f for f in rep.findings if f.severity == "warning"])  # warnings are reported
+    assert rep.stats["near_duplicates"]["clustered"] < 30            # before: one cluster of all 150
+
+def test_near_duplicates_do_not_chain_and_report_their_real_similarity():
+    from playbook_lib.data import leader_clusters, clusters_from_pairs, jaccard
+    chain = [(0, 1, .8), (1, 2, .8), (2, 3, .8)]
+    assert clusters_from_pairs(4, chain) == [0, 0, 0, 0] and leader_clusters(4, chain) == [0, 0, 2, 2]
+    rep = lint(templated_rows())
+    for f in rep.flagged("near_duplicate"):
+        d = next(x for x in rep.findings if x.index == f and x.code == "near_duplicate").detail
+        assert float(d.split("Jaccard ")[1].split()[0]) >= 0.65, d   # before: "Jaccard 0.52" under a 0.65 threshold
+
+def test_leak_into_alpaca_data_is_caught():
+    g = load_split("golden", 1)[0]
+    rows = templated_rows()[:40] + [{"instruction": TEMPLATE, "input": g["messages"][1]["content"], "output": g["messages"][2]["content"]}]
+    rep = lint(rows, others={"golden": [g]})
+    assert rep.flagged("leakage") == [40]     # before: the shared instruction diluted Jaccard to ~0.6 and it passed
+
+def test_clean_refuses_to_destroy_a_dataset(tmp_path):
+    from playbook_lib.data import CleanError
+    rows = [{"instruction": TEMPLATE, "input": f"Review {i}: the battery is great, really great.",   # 149 true near-duplicates
+             "output": json.dumps({"aspect": "battery", "sentiment": "great"})} for i in range(150)]
+    rep = lint(rows)
+    with pytest.raises(CleanError, match=r"149/150"):
+        clean(rows, rep, out=tmp_path/"kept.jsonl", rejects=tmp_path/"rejects.jsonl", drop=["near_duplicate"])
+    assert not list(tmp_path.iterdir())                                 # nothing written
+    assert len(clean(rows, rep, drop=["near_duplicate"], max_drop=1.0).kept) == 1   # asked for explicitly: allowed
+    with pytest.raises(ValueError, match="near_dup"): clean(rows, rep, drop=["near_dup"])
+
+def test_check_data_cli_keeps_warnings_and_fails_loudly_on_mass_drop(tmp_path):
+    f = tmp_path/"aspects.jsonl"
+    f.write_text("".join(json.dumps({"instruction": TEMPLATE, "input": f"Review {i}: the battery is great, really great.",
+                                     "output": json.dumps({"aspect": "battery", "sentiment": "great"})}) + "\n" for i in range(150)))
+    run = lambda *a: subprocess.run([str(Path(sys.executable).parent/"playbook"), "check-data", str(f), "--model", "cpu", *a],
+                                    capture_output=True, text=True, timeout=300)
+    r = run("--against")
+    assert r.returncode == 0 and "保留 150 条" in r.stdout, r.stdout[-1500:] + r.stderr[-1500:]
+    r = run("--against", "--drop", "near_duplicate", "--clean", str(tmp_path/"out.jsonl"))
+    assert r.returncode == 2 and "149/150" in r.stderr and "--max-drop" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path/"out.jsonl").exists()
