@@ -65,6 +65,8 @@ def _choice(name, value, valid):
     if value not in valid: raise ConfigError(f"{name}={value!r} 不合法；可选：{', '.join(map(str, valid))}")
 
 def _positive(name, value, allow_zero=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}={value!r} 不合法；必须是数（{type(value).__name__} 不行）")
     if value is None or (value < 0 if allow_zero else value <= 0):
         raise ConfigError(f"{name}={value!r} 不合法；必须是{'非负数' if allow_zero else '正数'}")
 
@@ -130,7 +132,21 @@ def from_dict(cls: TrainConfig, d):
         if k not in valid:
             guess = difflib.get_close_matches(k, valid, n=1)
             raise ConfigError(f"未知配置项 {k!r}{f'（是不是 {guess[0]!r}？）' if guess else ''}；合法的键：{', '.join(valid)}")
-    return cls(**d)
+    return cls(**{k: _coerce(k, v, next(f.type for f in fields(cls) if f.name == k)) for k, v in d.items()})
+
+def _coerce(key, value, typ):
+    """A YAML value as the field's type: PyYAML reads `2e-3` (no dot) as the string '2e-3', so numbers written as text are
+    converted; a value that is not a number where one is needed raises ConfigError naming the key and the value."""
+    typ = str(typ)
+    if not isinstance(value, str) or "str" in typ: return value
+    if "float" in typ or "int" in typ:
+        try: x = float(value.strip())
+        except ValueError: raise ConfigError(f"{key}={value!r} 不合法；必须是数，而不是这段文本") from None
+        if "int" in typ and "float" not in typ:
+            if not x.is_integer(): raise ConfigError(f"{key}={value!r} 不合法；必须是整数")
+            return int(x)
+        return x
+    return value
 
 @patch(cls_method=True)
 def from_yaml(cls: TrainConfig, path_or_text):

@@ -346,3 +346,16 @@ def test_example_config_is_the_specialist_recipe():
     root = Path(__file__).resolve().parent.parent
     ex = TrainConfig.from_yaml(root/"examples"/"train_cpu.yaml")
     assert asdict(ex) == asdict(TrainConfig(**SPECIALIST_RECIPE, output_dir=ex.output_dir))
+
+def test_yaml_numbers_written_as_text_are_numbers_and_bad_ones_name_the_key(tmp_path):
+    "PyYAML reads `learning_rate: 2e-3` (no dot) as a string; before: TypeError traceback and exit 1 (issue 28.4)."
+    import yaml
+    assert isinstance(yaml.safe_load("learning_rate: 2e-3")["learning_rate"], str)   # the trap itself
+    c = TrainConfig.from_yaml("learning_rate: 2e-3\nmax_steps: '120'\n")
+    assert c.learning_rate == 0.002 and isinstance(c.max_steps, int) and c.max_steps == 120
+    for bad, key in (("learning_rate: fast\n", "learning_rate"), ("batch_size: '2.5'\n", "batch_size")):
+        with pytest.raises(ConfigError, match=key): TrainConfig.from_yaml(bad)
+    with pytest.raises(ConfigError, match="learning_rate"): TrainConfig(learning_rate="2e-3")
+    cfg = tmp_path/"c.yaml"; cfg.write_text("model: tiny\nlearning_rate: fast\n")
+    r = subprocess.run([str(Path(sys.executable).parent/"playbook"), "train", str(cfg)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "learning_rate" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
