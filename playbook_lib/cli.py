@@ -31,6 +31,7 @@ def usage():
     width = max(map(len, COMMANDS))
     lines = ["用法：playbook [--debug] <子命令> [参数]    （每个子命令都支持 -h / --help；--debug 出错时显示完整 traceback）", "", "子命令："]
     lines += [f"  {name.ljust(width)}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    lines += ["", "退出码：0 成功；1 检查没通过（金标集退步、数据有错误、合并校验失败……）；2 输入或配置有误；70 内部错误（bug，附调用栈）；130 被 Ctrl-C 中断"]
     return "\n".join(lines)
 
 
@@ -98,6 +99,7 @@ def main(argv=None):
         print("\n已中断。", file=sys.stderr); return 130
     except Exception as e:
         code = report_error(e, debug)
-        if code is None: raise   # not a failure the user can fix: a bug, keep its traceback
+        if code is None:   # not a failure the user can fix: a bug; its traceback, and an exit code CI can tell from a failed check
+            import traceback; traceback.print_exc(); return 70
     return int(code or 0)
 

@@ -82,3 +82,29 @@ def test_cli_golden_exits_nonzero_on_regression(tmp_path, capsys):
         assert "退步" in capsys.readouterr().out
         assert cli_golden(args + ["--max-drop", "0.2"]) == 0
     assert sorted(json.loads((out / "v2.json").read_text())["regressions"]) == sorted(bad)
+
+def test_the_red_line_holds_under_python_O(tmp_path):
+    "Before: plain `assert`, so `python -O` skipped the gate and a regression passed (issue 28.7)."
+    import subprocess, sys
+    base = score_golden(CASES, GOLD, "base"); broken = list(GOLD); broken[3] = broken[3].replace('"priority":"', '"priority":"x')
+    save_report(base, tmp_path); save_report(score_golden(CASES, broken, "new"), tmp_path)
+    code = ("import sys; from playbook_lib.golden import assert_no_regression\n"
+            f"try: assert_no_regression({str(tmp_path/'new.json')!r}, {str(tmp_path/'base.json')!r})\n"
+            "except AssertionError: sys.exit(1)\n")
+    assert subprocess.run([sys.executable, "-O", "-c", code]).returncode == 1
+
+def test_a_limited_run_is_compared_with_the_same_cases_of_the_baseline():
+    "Before: --limit compared the first N cases' pass rate with the whole baseline's (issue 28.7)."
+    broken = list(GOLD)
+    for i in range(10, 30): broken[i] = "不是工单"                 # the baseline fails 20 cases outside the first 10
+    base = score_golden(CASES, broken, "base")
+    first10 = score_golden(CASES[:10], [GOLD[i] for i in range(10)], "limited")
+    assert assert_no_regression(first10, base).count("只比本次跑的 10 题") == 1   # passes, and says what it compared
+    worse = score_golden(CASES[:10], ["不是工单"] + GOLD[1:10], "limited-worse")
+    with pytest.raises(AssertionError, match="只比本次跑的 10 题"): assert_no_regression(worse, base)   # before: 90% > 75%, passed
+
+def test_cli_exit_codes_tell_a_crash_from_a_regression(tmp_path):
+    import subprocess, sys
+    playbook = str(Path(sys.executable).parent/"playbook")
+    r = subprocess.run([playbook, "golden", "--model", str(tmp_path/"no-such-model"), "--limit", "1"], capture_output=True, text=True, timeout=300)
+    assert r.returncode not in (0, 1), (r.returncode, r.stderr[-1500:])   # 1 is reserved for a regression
