@@ -11,8 +11,8 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 from dataclasses import dataclass, field, asdict
 
 # %% auto #0
-__all__ = ['GPU_SPECS_CHECKED', 'GPU_SPECS', 'MODEL_SHAPES', 'model_config', 'peft_config_for', 'trainable_params', 'Estimate',
-           'estimate', 'compare_methods', 'bf16_ok', 'bitsandbytes_works', 'Preflight', 'preflight']
+__all__ = ['GPU_SPECS_CHECKED', 'GPU_SPECS', 'MODEL_SHAPES', 'gpu_spec', 'model_config', 'peft_config_for', 'trainable_params',
+           'Estimate', 'estimate', 'compare_methods', 'bf16_ok', 'bitsandbytes_works', 'Preflight', 'preflight']
 
 # %% ../nbs/02a_plan.ipynb #aa508ac9
 GPU_SPECS_CHECKED = "2026-11-22"  # vendor datasheets: memory (GB), compute capability, dense 16-bit tensor TFLOPS
@@ -23,7 +23,14 @@ GPU_SPECS = {
     "A100-40GB": dict(memory_gb=40, capability=(8, 0), tflops16=312, bf16=True),
     "A100-80GB": dict(memory_gb=80, capability=(8, 0), tflops16=312, bf16=True),
     "H100-80GB": dict(memory_gb=80, capability=(9, 0), tflops16=989, bf16=True),
+    "H200":      dict(memory_gb=141, capability=(9, 0), tflops16=989, bf16=True),
+    "RTX3090":   dict(memory_gb=24, capability=(8, 6), tflops16=71,  bf16=True),   # dense bf16, fp32 accumulate, like the rows above
 }
+
+def gpu_spec(gpu):
+    "The GPU_SPECS row of `gpu`, or a ValueError that lists the known names (add a row to GPU_SPECS for another card)."
+    if gpu in GPU_SPECS: return GPU_SPECS[gpu]
+    raise ValueError(f"未知显卡 {gpu!r}；已知：{', '.join(GPU_SPECS)}。别的卡：GPU_SPECS[{gpu!r}] = dict(memory_gb=…, capability=(…), tflops16=…, bf16=…)")
 
 MODEL_SHAPES = {  # config fields of the models the playbook names (no network needed to plan)
     "llama-7b": dict(model_type="llama", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
@@ -53,7 +60,8 @@ def peft_config_for(method, r=8, alpha=16, dropout=0.0, target_modules=("q_proj"
     if method in ("lora", "qlora"): return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=tm, task_type="CAUSAL_LM")
     if method == "ia3": return IA3Config(target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"], task_type="CAUSAL_LM")
     if method == "ptuning": return PromptEncoderConfig(num_virtual_tokens=num_virtual_tokens, encoder_hidden_size=128, task_type="CAUSAL_LM")
-    return None
+    if method == "full": return None
+    raise ValueError(f"method={method!r} 不认识；可选：full, lora, qlora, ia3, ptuning（DoRA 还没有：先按 lora 估，它多一份按列的幅度向量）")
 
 def trainable_params(model_id_or_config, method="lora", **peft_kw):
     "Exact (trainable, total) parameter counts: the model is built on the meta device and peft attaches the adapter."
@@ -94,6 +102,8 @@ def _activation_bytes(cfg, seq_len, batch, bytes_per, checkpointing):
 
 def estimate(model_id_or_config, method="qlora", gpu=None, seq_len=512, batch=4, dtype_bytes=2, checkpointing=True, **lora):
     "Training memory (weights, grads, optimizer, activations), exact trainable params and adapter size for `method`."
+    if method not in ("full", "lora", "qlora", "ia3", "ptuning"): peft_config_for(method)   # raises, naming the valid methods
+    if gpu: gpu_spec(gpu)                                                                   # an unknown card: say so before any work
     cfg = model_config(model_id_or_config)
     lora = dict(dict(r=16, target_modules="all-linear"), **lora) if method in ("lora", "qlora") else lora
     tr, tot = trainable_params(cfg, method, **lora)
@@ -105,7 +115,7 @@ def estimate(model_id_or_config, method="qlora", gpu=None, seq_len=512, batch=4,
     act = _activation_bytes(cfg, seq_len, batch, dtype_bytes, checkpointing)
     gb = lambda x: x/2**30
     name = model_id_or_config if isinstance(model_id_or_config, str) else getattr(cfg, "_name_or_path", "") or cfg.model_type
-    gpu_gb = GPU_SPECS[gpu]["memory_gb"] if gpu else None
+    gpu_gb = gpu_spec(gpu)["memory_gb"] if gpu else None
     size = tot*dtype_bytes if method == "full" else tr*4
     return Estimate(name, method, gpu, tr, tot, gb(w), gb(g), gb(o), gb(act), size/2**20, gpu_gb)
 
@@ -113,7 +123,7 @@ def estimate(model_id_or_config, method="qlora", gpu=None, seq_len=512, batch=4,
 def _train_seconds_per_mtok(est, gpu, mfu=0.4):
     n = est.total
     flops = (6 if est.method == "full" else 4)*n*(1.3 if est.method == "qlora" else 1.0)
-    tflops = GPU_SPECS[gpu]["tflops16"] if gpu else 1.0
+    tflops = gpu_spec(gpu)["tflops16"] if gpu else 1.0
     return 1e6*flops/(tflops*1e12*mfu)
 
 def compare_methods(model_id_or_config="Qwen/Qwen2.5-7B-Instruct", gpu="A100-80GB", seq_len=512, batch=4, r=16, plot=True):
