@@ -14,14 +14,14 @@ import os
 if "THP_MEM_ALLOC_ENABLE" not in os.environ: os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
 
 # %% auto #0
-__all__ = ['METHODS', 'SCHEDULES', 'REPORT_TO', 'DTYPES', 'UNSLOTH_TARGETS', 'SPECIALIST_RECIPE', 'BUDGETS', 'GENERAL_TEXTS',
-           'HYPERPARAM_ADVICE', 'assistant_spans', 'encode_chat', 'ConfigError', 'TrainConfig', 'check_config',
-           'resolve_dtype', 'has_unsloth', 'precast_frozen_linears', 'load_for_training', 'keep_4bit_differentiable',
-           'conversations', 'encode_dataset', 'StopWhenValLossRises', 'StepTimer', 'thp_allocations', 'TrimHeap',
-           'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb', 'shared_prefix_len', 'prefix_shared_hidden',
-           'labelled_lm_loss', 'quiet_ckpt_alias', 'load_adapter', 'last_checkpoint', 'train_sft', 'StepBar',
-           'specialist_dir', 'evaluate_tickets', 'load_specialist', 'train_specialist', 'sweep', 'plot_sweep',
-           'perplexity', 'hyperparam_table', 'cli_train']
+__all__ = ['METHODS', 'SCHEDULES', 'REPORT_TO', 'DTYPES', 'UNSLOTH_TARGETS', 'SPLITS', 'SPECIALIST_RECIPE', 'BUDGETS',
+           'GENERAL_TEXTS', 'HYPERPARAM_ADVICE', 'assistant_spans', 'encode_chat', 'ConfigError', 'TrainConfig',
+           'check_config', 'resolve_dtype', 'has_unsloth', 'precast_frozen_linears', 'load_for_training',
+           'keep_4bit_differentiable', 'conversations', 'encode_dataset', 'StopWhenValLossRises', 'StepTimer',
+           'thp_allocations', 'TrimHeap', 'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb',
+           'shared_prefix_len', 'prefix_shared_hidden', 'labelled_lm_loss', 'quiet_ckpt_alias', 'load_adapter',
+           'last_checkpoint', 'train_sft', 'StepBar', 'specialist_dir', 'evaluate_tickets', 'load_specialist',
+           'train_specialist', 'sweep', 'plot_sweep', 'perplexity', 'hyperparam_table', 'cli_train']
 
 # %% ../nbs/02_train.ipynb #a5952898
 def _render(tok, messages, gen_prompt=False):
@@ -269,12 +269,31 @@ def keep_4bit_differentiable(model):
 
 
 # %% ../nbs/02_train.ipynb #9603f184
+SPLITS = ("train", "val", "test", "golden")   # the running example's splits, shipped with the library
+
 def conversations(data, n=None):
-    "A list of message lists from records, conversations, a split name or a JSONL path."
-    from playbook_lib.tickets import load_split, read_jsonl
+    """A list of message lists from records (messages, alpaca, sharegpt or dolly), conversations, a split name or a JSONL path:
+    the same formats `playbook check-data` reads. A path that does not exist, or a line that cannot be read, is an error
+    naming the file and line, never a guess."""
+    from playbook_lib.tickets import load_split
+    from playbook_lib.data import read_examples, to_messages, DataInputError
     if isinstance(data, (str, Path)):
-        data = read_jsonl(data) if str(data).endswith(".jsonl") else load_split(str(data))
-    out = [d["messages"] if isinstance(d, dict) else d for d in data]
+        p = Path(data)
+        if p.is_file():
+            exs, problems = read_examples(p)
+            if dropped := [x for x in problems if x.action == "dropped"]:
+                raise DataInputError(f"{p}：{len(dropped)} 行读不了，例如第 {dropped[0].line} 行：{dropped[0].message}。"
+                                     f"`playbook check-data {p}` 会列出全部")
+            out = [e["messages"] for e in exs]
+            return out[:n] if n else out
+        if str(data) not in SPLITS:
+            raise DataInputError(f"找不到训练数据 {str(data)!r}：它不是文件，也不是内置切分名（{', '.join(SPLITS)}）")
+        data = load_split(str(data))
+    out = []
+    for k, d in enumerate(data):
+        if not isinstance(d, dict): out.append(d); continue
+        try: out.append(to_messages(d))
+        except ValueError as e: raise DataInputError(f"第 {k} 条记录：{e}") from None
     return out[:n] if n else out
 
 def encode_dataset(tok, convs, max_length=None):

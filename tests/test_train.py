@@ -359,3 +359,23 @@ def test_yaml_numbers_written_as_text_are_numbers_and_bad_ones_name_the_key(tmp_
     cfg = tmp_path/"c.yaml"; cfg.write_text("model: tiny\nlearning_rate: fast\n")
     r = subprocess.run([str(Path(sys.executable).parent/"playbook"), "train", str(cfg)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "learning_rate" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+def test_train_reads_the_formats_check_data_reads(tmp_path):
+    "Before: alpaca or sharegpt JSONL crashed with KeyError: 'messages', and a mistyped path was taken for a split name (issue 28.3)."
+    rows = [{"instruction": "Give the sentiment as JSON.", "input": f"The battery is {m}.", "output": json.dumps({"sentiment": m})}
+            for m in ("great", "bad", "fine", "poor", "superb", "weak", "okay", "awful")]
+    (tmp_path/"alpaca.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path/"sharegpt.jsonl").write_text("".join(json.dumps({"conversations": [{"from": "human", "value": r["input"]},
+                                                               {"from": "gpt", "value": r["output"]}]}) + "\n" for r in rows))
+    playbook = str(Path(sys.executable).parent/"playbook")
+    for name in ("alpaca", "sharegpt"):
+        cfg = TrainConfig(model="tiny", max_steps=2, batch_size=4, eval_steps=0, train_data=str(tmp_path/f"{name}.jsonl"),
+                          val_data=str(tmp_path/f"{name}.jsonl"), output_dir=str(tmp_path/f"run-{name}"))
+        cfg.to_yaml(tmp_path/f"{name}.yaml")
+        r = subprocess.run([playbook, "train", str(tmp_path/f"{name}.yaml"), "--quiet"], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert (tmp_path/f"run-{name}"/"adapter_model.safetensors").exists()
+    cfg = TrainConfig(model="tiny", max_steps=2, train_data=str(tmp_path/"alpaca.jsnol"), output_dir=str(tmp_path/"typo"))
+    cfg.to_yaml(tmp_path/"typo.yaml")
+    r = subprocess.run([playbook, "train", str(tmp_path/"typo.yaml")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "alpaca.jsnol" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
