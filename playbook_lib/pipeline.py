@@ -136,10 +136,8 @@ def new_run(out, config):
     return s
 
 # %% ../nbs/06_flywheel.ipynb #0e2bbf56
-DEMO_ANSWERS = dict(  # the ticket job, answered exactly as in chapter 1
-    need_new_knowledge=False, data_changes_often=False, needs_citations=False, few_shot_solves_it=False,
-    new_skill=False, style_or_voice=False, strict_format=True, persistent_errors=False,
-    labelled_examples=1200, latency_or_cost_pressure=True)
+from .decide import TICKET_JOB
+DEMO_ANSWERS = TICKET_JOB   # the ticket job, answered exactly as in chapter 1 (one definition, there)
 
 class PipelineError(RuntimeError):
     "A stage found a problem that must be fixed before the journey can go on."
