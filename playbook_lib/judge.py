@@ -13,9 +13,10 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['JUDGE_SYSTEM', 'JUDGE_TEMPLATE', 'REASK', 'wilson_ci', 'bootstrap_ci', 'judge_messages', 'parse_verdict',
-           'JudgeCache', 'openai_client', 'Usage', 'chat_once', 'cached_chat', 'combine_orders', 'JudgeReport',
-           'summarize_pairs', 'pairwise_judge', 'reference_oracle', 'ScriptedJudgeServer', 'Calibration', 'cohen_kappa',
-           'calibrate', 'export_blind_test', 'import_blind_test', 'cli_judge']
+           'JudgeCache', 'openai_client', 'Usage', 'chat_once', 'cached_chat', 'JudgeEndpointError', 'combine_orders',
+           'JudgeReport', 'win_rate_ci', 'summarize_pairs', 'default_judge_cache', 'pairwise_judge', 'reference_oracle',
+           'ScriptedJudgeServer', 'Calibration', 'cohen_kappa', 'calibrate', 'export_blind_test', 'import_blind_test',
+           'cli_judge']
 
 # %% ../nbs/04_eval.ipynb #670d1efb
 def wilson_ci(k, n, z=1.96):
@@ -23,7 +24,7 @@ def wilson_ci(k, n, z=1.96):
     if n == 0: return (0.0, 1.0)
     p, d = k/n, 1 + z*z/n
     c, h = (p + z*z/(2*n))/d, z*math.sqrt(p*(1-p)/n + z*z/(4*n*n))/d
-    return (max(0.0, c - h), min(1.0, c + h))
+    return (max(0.0, min(p, c - h)), min(1.0, max(p, c + h)))   # contains p exactly, also at k = 0 or n despite rounding
 
 def bootstrap_ci(scores, n_boot=2000, level=0.95, seed=0):
     "Percentile bootstrap interval of the mean of `scores` (1 win, 0.5 tie, 0 loss)."
@@ -149,8 +150,27 @@ def _ask_order(client, cache, model, msgs, params, usage, **kw):
         msgs2 = msgs + [{"role": "assistant", "content": text}, {"role": "user", "content": REASK}]
         text2, hit2 = cached_chat(client, cache, model, msgs2, params, usage, **kw)
         return parse_verdict(text2), [text, text2], hit and hit2
-    except Exception as e:  # retries exhausted or a hard error: invalid, and not cached, so a re-run tries again
-        return None, [f"request failed: {type(e).__name__}: {e}"], False
+    except Exception as e:
+        if not _item_failure(e): raise _endpoint_error(e) from e
+        return None, [f"request failed: {type(e).__name__}: {e}"], False   # invalid, and not cached: a re-run asks again
+
+class JudgeEndpointError(RuntimeError):
+    "The judge endpoint refused the whole run (wrong key, no access, unknown model): no verdict would be valid."
+    def __init__(self, msg, fix): super().__init__(msg); self.fix = fix
+
+def _item_failure(e):
+    "True when `e` concerns this one request (retries exhausted, or the request itself rejected); False for key, model or code errors."
+    import openai
+    return _retryable(e) or (isinstance(e, openai.APIStatusError) and e.status_code in (400, 413, 422))
+
+def _endpoint_error(e):
+    "A JudgeEndpointError that says what to fix for 401/403/404; any other error (a bug, a full disk) is returned unchanged."
+    import openai
+    hint = {401: "密钥不对或没设：检查环境变量 OPENAI_API_KEY（或 api_key=）", 403: "这个密钥没有权限调用该模型或端点",
+            404: "端点上没有这个模型或路径：检查 model= 和 endpoint=（OpenAI 兼容端点通常以 /v1 结尾）"}
+    if isinstance(e, openai.APIStatusError) and e.status_code in hint:
+        return JudgeEndpointError(f"裁判端点返回 {e.status_code}（{type(e).__name__}），整批判决都会无效，已停止", hint[e.status_code])
+    return e
 
 _WINNER = {"ab": {"A": "a", "B": "b", "C": "tie"}, "ba": {"A": "b", "B": "a", "C": "tie"}}
 
@@ -171,19 +191,28 @@ class JudgeReport:
     cost_usd: float = 0.0
     judge: str = ""
     pairs: list = field(default_factory=list, repr=False)  # per pair: outcome, verdicts per order, reasons
+    ci_method: str = "bootstrap"                # which interval `ci` is: bootstrap or wilson (see win_rate_ci)
     @property
     def n(self): return self.wins + self.ties + self.losses
     def _repr_markdown_(self):
         pc = "—" if self.position_consistency is None else f"{self.position_consistency:.0%}"
         lp = "—" if self.length_preference is None else f"{self.length_preference:.0%}"
         u = self.usage
-        wr = f"{self.win_rate:.1%} [{self.ci[0]:.1%}, {self.ci[1]:.1%}]" if self.n else f"—（{self.invalid} 对全部无效，没有可算胜率的判决）"
+        wr = f"{self.win_rate:.1%} [{self.ci[0]:.1%}, {self.ci[1]:.1%}]{'（Wilson）' if self.ci_method == 'wilson' else ''}" if self.n else f"—（{self.invalid} 对全部无效，没有可算胜率的判决）"
         return (f"| 裁判 | A 胜 / 平 / 负 / 无效 | A 的胜率 (95% CI) | 位置一致率 | 偏好更长回答 | 请求 / 缓存命中 | tokens 入/出 | 费用 |\n"
                 f"|---|---|---|---|---|---|---|---|\n| {self.judge} | {self.wins} / {self.ties} / {self.losses} / {self.invalid} | "
                 f"{wr} | {pc} | {lp} | {u.requests} / {u.cache_hits} | "
                 f"{u.prompt_tokens} / {u.completion_tokens} | ${self.cost_usd:.4f} |")
 
 # %% ../nbs/04_eval.ipynb #45db7947
+def win_rate_ci(scores, seed=0):
+    """95% interval of a win rate (1 win, 0.5 tie, 0 loss) and how it was found: the wider of the percentile bootstrap and Wilson
+    (ties as half a win). The bootstrap collapses to a point when every pair has the same outcome (20/20 wins: [100%, 100%])
+    and is too narrow near 0% or 100%; Wilson is not."""
+    boot = bootstrap_ci(scores, seed=seed)
+    wil = wilson_ci(sum(scores), len(scores)) if scores else (0.0, 1.0)
+    return (wil, "wilson") if wil[1] - wil[0] > boot[1] - boot[0] else (boot, "bootstrap")
+
 def summarize_pairs(pairs, usage=None, judge="", price=(0.0, 0.0), seed=0):
     "A `JudgeReport` from per-pair records (each with `outcome` and optionally `orders` and answer lengths)."
     out = [p["outcome"] for p in pairs]
@@ -196,19 +225,27 @@ def summarize_pairs(pairs, usage=None, judge="", price=(0.0, 0.0), seed=0):
     lp = sum((w_ == "a") == (la > lb) for la, lb, w_ in dec)/len(dec) if dec else None
     usage = usage or Usage()
     cost = (usage.prompt_tokens*price[0] + usage.completion_tokens*price[1])/1e6
+    ci, how = win_rate_ci(scores, seed=seed)
     return JudgeReport(w, t, l, out.count("invalid"), sum(scores)/len(scores) if scores else 0.0,
-                       bootstrap_ci(scores, seed=seed), cons, lp, usage, cost, judge, pairs)
+                       ci, cons, lp, usage, cost, judge, pairs, ci_method=how)
 
 # %% ../nbs/04_eval.ipynb #101d8cca
 def _item(it): return (it, None) if isinstance(it, str) else (it["question"], it.get("reference"))
 
+def default_judge_cache():
+    "Where judge replies are cached unless told otherwise: cache_root()/judge/cache.jsonl ($PLAYBOOK_CACHE, else ~/.cache/playbook_lib)."
+    from playbook_lib.models import cache_root
+    return cache_root()/"judge"/"cache.jsonl"
+
 def pairwise_judge(items, answers_a, answers_b, endpoint=None, model="gpt-4o", api_key=None, cache=None,
                    concurrency=8, temperature=0.0, max_tokens=512, price=(0.0, 0.0), retries=5, backoff=0.5,
                    timeout=60.0, system=JUDGE_SYSTEM, template=JUDGE_TEMPLATE, client=None):
-    "Judge A vs B on every item in both orders (MT-Bench rules) through an OpenAI-compatible endpoint."
+    """Judge A vs B on every item in both orders (MT-Bench rules) through an OpenAI-compatible endpoint.
+    Replies are cached and never recomputed (AlpacaEval's rule): `cache` is a JudgeCache or a JSONL path, by default
+    `default_judge_cache()` in the user cache dir; `cache=False` keeps them in memory for this call only."""
     assert len(items) == len(answers_a) == len(answers_b), "items, answers_a and answers_b must have the same length"
     client = client or openai_client(endpoint, api_key, timeout)
-    cache = cache if isinstance(cache, JudgeCache) else JudgeCache(cache)
+    cache = cache if isinstance(cache, JudgeCache) else JudgeCache(None if cache is False else cache or default_judge_cache())
     params, usage = dict(temperature=temperature, max_tokens=max_tokens), Usage()
     jobs = [(i, o) for i in range(len(items)) for o in ("ab", "ba")]
     def run(job):
@@ -216,7 +253,10 @@ def pairwise_judge(items, answers_a, answers_b, endpoint=None, model="gpt-4o", a
         a, b = (answers_a[i], answers_b[i]) if o == "ab" else (answers_b[i], answers_a[i])
         msgs = judge_messages(q, a, b, ref, system, template)
         return _ask_order(client, cache, model, msgs, params, usage, retries=retries, backoff=backoff)
-    with ThreadPoolExecutor(max(1, concurrency)) as ex: results = dict(zip(jobs, ex.map(run, jobs)))
+    with ThreadPoolExecutor(max(1, concurrency)) as ex:
+        futs = [ex.submit(run, j) for j in jobs]
+        try: results = {j: f.result() for j, f in zip(jobs, futs)}
+        except BaseException: ex.shutdown(wait=False, cancel_futures=True); raise   # a refused key stops the run, not 2n requests later
     pairs = []
     for i in range(len(items)):
         (v1, r1, _), (v2, r2, _) = results[(i, "ab")], results[(i, "ba")]
@@ -244,9 +284,10 @@ def reference_oracle(reference, a, b):
 # %% ../nbs/04_eval.ipynb #03119cd4
 class ScriptedJudgeServer:
     "A loopback OpenAI-compatible judge with scripted behaviour: for tests, benchmarks and offline chapters."
-    def __init__(self, verdict="oracle", malformed=0.0, fail=0.0, delay=0.0, seed=0, oracle=reference_oracle, respond=None):
-        # verdict: first (position-biased), second, tie, longer, oracle; malformed/fail: probabilities; delay: seconds
-        self.verdict, self.malformed, self.fail, self.delay = verdict, malformed, fail, delay
+    def __init__(self, verdict="oracle", malformed=0.0, fail=0.0, delay=0.0, seed=0, oracle=reference_oracle, respond=None, api_key=None):
+        # verdict: first (position-biased), second, tie, longer, oracle; malformed/fail: probabilities; delay: seconds;
+        # api_key: when set, a request without `Authorization: Bearer <api_key>` gets 401 as from OpenAI
+        self.verdict, self.malformed, self.fail, self.delay, self.api_key = verdict, malformed, fail, delay, api_key
         self.oracle, self.respond, self.rng, self.lock = oracle, respond, random.Random(seed), threading.Lock()
         self.requests, self.failures = 0, 0
     def decide(self, messages):
@@ -275,6 +316,8 @@ def _handler(srv):
         def do_GET(self): self._send(200, {"object": "list", "data": [{"id": "scripted-judge", "object": "model"}]})
         def do_POST(self):
             req = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            if srv.api_key and self.headers.get("Authorization") != f"Bearer {srv.api_key}":
+                return self._send(401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error", "code": "invalid_api_key"}})
             with srv.lock:
                 srv.requests += 1; fail = srv.rng.random() < srv.fail
                 if fail: srv.failures += 1; code = srv.rng.choice([500, 429, 503])
@@ -394,7 +437,7 @@ def cli_judge(argv=None):
     p.add_argument("pairs", help="JSONL，每行含 question、a、b（可选 reference）")
     p.add_argument("--model", default=os.environ.get("PLAYBOOK_JUDGE_MODEL", "gpt-4o"), help="裁判模型名")
     p.add_argument("--base-url", default=None, help="OpenAI 兼容端点（默认读环境变量 OPENAI_BASE_URL；密钥读 OPENAI_API_KEY）")
-    p.add_argument("--cache", default="judge_cache.jsonl", help="只追加的缓存文件：重跑零请求，中断可续跑")
+    p.add_argument("--cache", default=None, help="只追加的缓存文件（默认在用户缓存目录：$PLAYBOOK_CACHE/judge/cache.jsonl）：重跑零请求，中断可续跑")
     p.add_argument("--concurrency", type=int, default=8, help="并发请求数上限")
     p.add_argument("--price", type=float, nargs=2, default=(0.0, 0.0), metavar=("IN", "OUT"), help="每百万 token 的美元价格（输入 输出）")
     p.add_argument("--blind-export", metavar="DIR", help="不调用裁判，导出真人盲测表（sheet.csv / sheet.html / key.json）到 DIR")

@@ -16,8 +16,14 @@ def marker_oracle(ref, a, b):
     ga, gb = a.startswith("good"), b.startswith("good")
     return "A" if ga and not gb else "B" if gb and not ga else "C"
 
+@pytest.fixture(autouse=True)
+def _own_cache_dir(tmp_path, monkeypatch):
+    "The default judge cache lives under $PLAYBOOK_CACHE: never the user's own during tests."
+    monkeypatch.setenv("PLAYBOOK_CACHE", str(tmp_path/"user-cache"))
+
 def judge(srv, **kw):
     kw.setdefault("backoff", 0.01)
+    kw.setdefault("cache", False)   # these scripted judges differ in behaviour, not in model name: each asks afresh
     return pairwise_judge(ITEMS, A, B, endpoint=srv.url, model="scripted", **kw)
 
 def test_position_biased_judge_gives_all_ties():
@@ -69,6 +75,56 @@ def test_a_failed_request_is_not_cached_and_a_rerun_asks_again(tmp_path):
     assert r.invalid == N and r.usage.retries > 0
     with ScriptedJudgeServer(verdict="oracle", oracle=marker_oracle) as srv: r2 = judge(srv, cache=cache)
     assert r2.invalid == 0 and r2.usage.requests == 2 * N and r2.usage.cache_hits == 0
+
+def test_replies_are_cached_by_default_in_the_user_cache_dir(tmp_path):
+    "Issue 28.8: a re-run without a cache argument used to pay for every request again."
+    with ScriptedJudgeServer(verdict="oracle", oracle=marker_oracle) as srv:
+        r1 = pairwise_judge(ITEMS, A, B, endpoint=srv.url, model="scripted", api_key="sk-secret-456")
+        r2 = pairwise_judge(ITEMS, A, B, endpoint=srv.url, model="scripted")
+        assert (r1.usage.requests, r2.usage.requests, r2.usage.cache_hits) == (2 * N, 0, 2 * N) and srv.requests == 2 * N
+        assert [p["outcome"] for p in r2.pairs] == [p["outcome"] for p in r1.pairs]
+        pairwise_judge(ITEMS, A, B, endpoint=srv.url, model="scripted", cache=False)
+        assert srv.requests == 4 * N                                   # cache=False: memory only, asks again
+    from playbook_lib.judge import default_judge_cache
+    assert default_judge_cache() == tmp_path/"user-cache"/"judge"/"cache.jsonl"
+    text = default_judge_cache().read_text()
+    assert len(text.splitlines()) == 2 * N and "sk-secret-456" not in text
+
+def test_all_wins_interval_is_wilson_not_a_point():
+    "Issue 28.8: at 20/20 the bootstrap said [100%, 100%]; every pair tied said [50%, 50%]."
+    from playbook_lib.judge import summarize_pairs
+    r = summarize_pairs([dict(outcome="a")] * 20)
+    assert r.win_rate == 1.0 and r.ci == pytest.approx(wilson_ci(20, 20)) and r.ci_method == "wilson" and r.ci[0] < 0.85
+    assert "（Wilson）" in r._repr_markdown_() and r.ci[1] == 1.0 and wilson_ci(0, 20)[0] == 0.0   # the point estimate stays inside
+    ties = summarize_pairs([dict(outcome="tie")] * 80)
+    assert ties.ci[0] < 0.45 < 0.55 < ties.ci[1]
+    from playbook_lib.judge import bootstrap_ci
+    outs = ["a"] * 50 + ["b"] * 30 + ["tie"] * 20
+    mixed, scores = summarize_pairs([dict(outcome=o) for o in outs]), [{"a": 1, "b": 0, "tie": 0.5}[o] for o in outs]
+    widths = [hi - lo for lo, hi in (bootstrap_ci(scores), wilson_ci(60, 100))]
+    assert mixed.ci[0] < mixed.win_rate == 0.6 < mixed.ci[1] and mixed.ci[1] - mixed.ci[0] == pytest.approx(max(widths))
+
+def test_a_wrong_key_stops_the_run_instead_of_becoming_invalid_verdicts(tmp_path, capsys):
+    "Issue 28.8: a 401 used to turn into N 'invalid' pairs and exit 0 from the library."
+    from playbook_lib.judge import JudgeEndpointError
+    with ScriptedJudgeServer(verdict="oracle", oracle=marker_oracle, api_key="sk-right") as srv:
+        with pytest.raises(JudgeEndpointError, match="401") as e: judge(srv, api_key="sk-wrong-789", concurrency=2)
+        assert "OPENAI_API_KEY" in e.value.fix and "sk-wrong-789" not in str(e.value)
+        assert srv.requests < 2 * N                                    # the queued requests were cancelled
+        assert judge(srv, api_key="sk-right").invalid == 0
+        pairs = tmp_path/"pairs.jsonl"
+        pairs.write_text("\n".join(json.dumps(dict(question=q, a=a, b=b)) for q, a, b in zip(ITEMS, A, B)))
+        from playbook_lib.cli import main
+        os.environ["OPENAI_API_KEY"] = "sk-wrong-789"
+        try: rc = main(["judge", str(pairs), "--base-url", srv.url, "--model", "other"])
+        finally: del os.environ["OPENAI_API_KEY"]
+    err = capsys.readouterr().err
+    assert rc == 2 and "401" in err and "怎么办" in err and "sk-wrong-789" not in err
+
+def test_a_bug_or_disk_error_surfaces_instead_of_invalid_verdicts(tmp_path):
+    (tmp_path/"a-file").write_text("not a directory")
+    with ScriptedJudgeServer(verdict="oracle", oracle=marker_oracle) as srv:
+        with pytest.raises(OSError): judge(srv, cache=tmp_path/"a-file"/"cache.jsonl")
 
 def test_api_key_never_in_cache(tmp_path):
     cache = tmp_path / "c.jsonl"
