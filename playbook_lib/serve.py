@@ -12,7 +12,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['transformers_serve_command', 'vllm_command', 'free_port', 'ServeError', 'Server', 'serve', 'RequestMonitor',
-           'SmokeReport', 'smoke_test', 'MonitorSummary', 'summarize', 'plot_monitor', 'retrain_signals', 'cli_serve']
+           'SmokeReport', 'smoke_case', 'grade_answer', 'smoke_test', 'MonitorSummary', 'summarize', 'plot_monitor',
+           'retrain_signals', 'cli_serve']
 
 # %% ../nbs/05b_serve.ipynb #58237bef
 def transformers_serve_command(model_dir, port=8000, host="127.0.0.1"):
@@ -102,13 +103,34 @@ class RequestMonitor:
 # %% ../nbs/05b_serve.ipynb #bbde64f5
 @dataclass
 class SmokeReport:
-    "Outcome of sending golden cases through the OpenAI client."
-    n: int; json_valid: float; exact_match: float; errors: int; outputs: list = field(default_factory=list, repr=False)
+    "Outcome of sending cases through the OpenAI client. `json_valid` is over cases whose gold answer is a JSON object, `exact_match` over cases with a gold answer; None when there are none."
+    n: int; json_valid: float|None; exact_match: float|None; errors: int; outputs: list = field(default_factory=list, repr=False)
+    n_json: int = 0; n_graded: int = 0
     @property
     def ok(self): return self.errors == 0
     def _repr_markdown_(self):
+        pct = lambda v, k: "—（没有可比的标准答案）" if v is None else f"{v:.0%}（{k} 条）"
         return (f"| 冒烟测试 | 值 |\n|---|---|\n| 请求数 | {self.n} |\n| 请求失败 | {self.errors} |\n"
-                f"| JSON 合法率 | {self.json_valid:.0%} |\n| 完全匹配率 | {self.exact_match:.0%} |")
+                f"| JSON 合法率 | {pct(self.json_valid, self.n_json)} |\n| 完全匹配率 | {pct(self.exact_match, self.n_graded)} |")
+
+def smoke_case(ex, i=0):
+    """(prompt messages, gold answer or None) of one case: a record or conversation in any format `playbook check-data` reads.
+    A trailing assistant turn is the gold answer; without one the whole conversation is the prompt and only errors count."""
+    from playbook_lib.train import conversations
+    from playbook_lib.data import DataInputError
+    try: (msgs,) = conversations([ex])
+    except DataInputError as e: raise DataInputError(f"冒烟用例第 {i} 条：{e}") from None
+    if not msgs: raise DataInputError(f"冒烟用例第 {i} 条没有消息")
+    return (msgs[:-1], msgs[-1]["content"]) if msgs[-1]["role"] == "assistant" else (msgs, None)
+
+def grade_answer(text, gold):
+    "(json_valid, exact) of one answer: a JSON-object gold compares parsed objects, any other gold the stripped text; None where it does not apply."
+    from playbook_lib.tickets import parse_ticket
+    if gold is None: return None, None
+    if (g := parse_ticket(gold)) is not None:
+        p = parse_ticket(text)
+        return p is not None, p == g
+    return None, (text or "").strip() == gold.strip()
 
 def _ask(client, model, messages, max_tokens):
     "(text, prompt_tokens, completion_tokens, error) for one chat completion."
@@ -121,26 +143,30 @@ def _ask(client, model, messages, max_tokens):
 # %% ../nbs/05b_serve.ipynb #acc41642
 def smoke_test(endpoint, # server root, e.g. http://127.0.0.1:8000
                model, # the model name the server expects (Server.model)
-               cases=None, # records with OpenAI `messages` ending in the gold answer; default: golden cases
+               cases=None, # records in any check-data format, or a JSONL path; a final assistant turn is the gold answer. Default: golden cases
                n=5, # how many golden cases when `cases` is None
                max_tokens=200, # generation cap per request
                monitor=None, # a RequestMonitor to record each request
                timeout=120, # per-request timeout in seconds
                ) -> SmokeReport:
-    "Send golden cases through the `openai` client and score the answers; every request goes to `monitor`."
+    "Send cases through the `openai` client and grade the answers (JSON or plain text); every request goes to `monitor`."
     from openai import OpenAI
-    from playbook_lib.tickets import load_split, parse_ticket, score_tickets
+    from playbook_lib.tickets import load_split
+    from playbook_lib.train import conversations
     client = OpenAI(base_url=f"{endpoint}/v1", api_key="not-needed", timeout=timeout, max_retries=0)
-    cases, outs, errors = cases or load_split("golden", n), [], 0
-    for ex in cases:
+    if isinstance(cases, (str, Path)): cases = conversations(Path(cases), n)   # a file; errors name its line
+    cases, outs, grades, errors = cases or load_split("golden", n), [], [], 0
+    for i, ex in enumerate(cases):
+        prompt, gold = smoke_case(ex, i)
         t0 = time.perf_counter()
-        text, pt, ct, err = _ask(client, model, ex["messages"][:-1], max_tokens)
-        gold = json.loads(ex["messages"][-1]["content"])
-        outcome = "error" if err else ("ok" if parse_ticket(text) is not None else "invalid_json")
-        if monitor: monitor.record(time.perf_counter() - t0, pt, ct, outcome, case=ex.get("id"), accepted=parse_ticket(text) == gold, error=err)
-        outs.append(text); errors += bool(err)
-    s = score_tickets(outs, [ex["messages"][-1]["content"] for ex in cases])
-    return SmokeReport(len(cases), s.json_valid, s.exact_match, errors, outs)
+        text, pt, ct, err = _ask(client, model, prompt, max_tokens)
+        valid, exact = grade_answer(text, gold)
+        outcome = "error" if err else "invalid_json" if valid is False else "ok"
+        if monitor: monitor.record(time.perf_counter() - t0, pt, ct, outcome, case=ex.get("id") if isinstance(ex, dict) else i, accepted=exact, error=err)
+        outs.append(text); grades.append((valid, exact)); errors += bool(err)
+    js, ex_ = [v for v, _ in grades if v is not None], [e for _, e in grades if e is not None]
+    mean = lambda xs: sum(xs)/len(xs) if xs else None
+    return SmokeReport(len(cases), mean(js), mean(ex_), errors, outs, n_json=len(js), n_graded=len(ex_))
 
 # %% ../nbs/05b_serve.ipynb #c9567ecd
 @dataclass
@@ -207,7 +233,8 @@ def cli_serve(argv: list[str] | None = None) -> int:
     p.add_argument("model_dir", help="merge_adapter 输出的模型目录")
     p.add_argument("--port", type=int, default=None, help="端口（默认自动选一个空闲端口）")
     p.add_argument("--host", default="127.0.0.1", help="监听地址（默认只在本机回环）")
-    p.add_argument("--smoke", type=int, default=0, metavar="N", help="启动后用 N 条黄金集做冒烟测试，然后停止")
+    p.add_argument("--smoke", type=int, default=0, metavar="N", help="启动后用 N 条用例做冒烟测试（默认黄金集，或 --cases 的前 N 条），然后停止")
+    p.add_argument("--cases", default=None, metavar="JSONL", help="冒烟用例文件（messages/alpaca/sharegpt/dolly 格式；最后一轮 assistant 是标准答案）")
     p.add_argument("--monitor", default=None, help="把每个请求记录到这个 JSONL 文件")
     p.add_argument("--lora", action="append", default=[], metavar="NAME=DIR", help="与 --print-command 一起用：vLLM 多 LoRA 挂载")
     p.add_argument("--print-command", action="store_true", help="只打印 transformers serve 与 vLLM 的命令，不启动")
@@ -217,12 +244,20 @@ def cli_serve(argv: list[str] | None = None) -> int:
         print(" ".join(transformers_serve_command(a.model_dir, a.port or 8000, a.host)))
         print(" ".join(vllm_command(a.model_dir, a.port or 8000, a.host, loras=loras)))
         return 0
+    cases = None
+    if a.cases:   # read and check the cases before the (slow) server start: a bad line names the file and line
+        from playbook_lib.cli import print_failure
+        from playbook_lib.data import DataInputError
+        from playbook_lib.train import conversations
+        try: cases = conversations(Path(a.cases), a.smoke or None); [smoke_case(c, i) for i, c in enumerate(cases)]
+        except DataInputError as e: return print_failure(e, code=2)
     mon = RequestMonitor(a.monitor) if a.monitor else None
     with serve(a.model_dir, port=a.port, host=a.host) as srv:
         print(f"就绪：{srv.endpoint}/v1 （model={srv.model!r}，启动 {srv.startup_s:.1f} s）", flush=True)
-        if a.smoke:
-            rep = smoke_test(srv.endpoint, srv.model, n=a.smoke, monitor=mon)
-            print(f"冒烟测试：{rep.n} 条，失败 {rep.errors}，JSON 合法 {rep.json_valid:.0%}，完全匹配 {rep.exact_match:.0%}")
+        if a.smoke or a.cases:
+            rep = smoke_test(srv.endpoint, srv.model, cases=cases, n=a.smoke, monitor=mon)
+            pct = lambda v: "—" if v is None else f"{v:.0%}"
+            print(f"冒烟测试：{rep.n} 条，失败 {rep.errors}，JSON 合法 {pct(rep.json_valid)}，完全匹配 {pct(rep.exact_match)}")
             return 0 if rep.ok else 1
         try:
             while srv.alive(): time.sleep(1)

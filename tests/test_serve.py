@@ -74,3 +74,26 @@ def test_summary_and_signals():
     sig = retrain_signals(summarize(bad), base)
     assert any("JSON" in s for s in sig) and any("采纳率" in s for s in sig) and any("错误率" in s for s in sig)
     assert retrain_signals(base, base) == []
+
+
+def test_smoke_cases_in_any_format_grade_text_answers(release, tmp_path, capsys):
+    "Issue 28.6: smoke_test parsed every gold answer as a ticket JSON, so a user's own plain-text task died with a KeyError."
+    from playbook_lib.serve import grade_answer, smoke_case
+    assert grade_answer(" Bonjour\n", "Bonjour") == (None, True)
+    assert grade_answer('{"a": 1}', '{ "a":1 }') == (True, True) and grade_answer("not json", '{"a": 1}') == (False, False)
+    assert smoke_case({"instruction": "2+2?", "output": "4"})[1] == "4"
+    assert smoke_case({"messages": [{"role": "user", "content": "hi"}]}) == ([{"role": "user", "content": "hi"}], None)
+    cases = [{"instruction": "Translate to French: good morning", "output": "Bonjour"},
+             {"conversations": [{"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]},
+             {"messages": [{"role": "user", "content": "Say anything."}]}]
+    f = tmp_path/"cases.jsonl"
+    f.write_text("\n".join(json.dumps(c) for c in cases) + "\n")
+    with serve(release) as srv:
+        rep = smoke_test(srv.endpoint, srv.model, cases=f, max_tokens=4)
+    assert rep.n == 3 and rep.errors == 0 and rep.json_valid is None and rep.n_json == 0
+    assert rep.n_graded == 2 and rep.exact_match == 0.0   # a random tiny model does not say "Bonjour"
+    assert "没有可比的标准答案" in rep._repr_markdown_()
+    f.write_text(json.dumps(cases[0]) + "\n" + '{"instruction": "no output"\n')
+    assert cli_serve([str(release), "--cases", str(f)]) == 2   # refused before the server starts
+    err = capsys.readouterr().err
+    assert "cases.jsonl" in err and "第 2 行" in err and "怎么办" in err
