@@ -203,6 +203,12 @@ def _write_card(tmp, card, report):
     (tmp/"README.md").write_text(card)
     (tmp/"merge_report.json").write_text(json.dumps(asdict(report), ensure_ascii=False, indent=1))
 
+def _train_config_of(adapter_dir):
+    "The training config `train_sft` wrote beside the adapter (train_config.yaml), as a dict for the model card; {} if none."
+    from playbook_lib.train import TrainConfig
+    f = Path(adapter_dir)/"train_config.yaml"
+    return {k: v for k, v in asdict(TrainConfig.from_yaml(f)).items() if k != "output_dir"} if f.exists() else {}
+
 def _publish(tmp, out):
     "Atomically move the finished `tmp` directory to `out`, replacing an old `out` only after the move succeeds."
     old = out.with_name(f".{out.name}.old-{os.getpid()}") if out.exists() else None
@@ -260,8 +266,7 @@ def merge_adapter(base, # tier name, model id or directory of the base; or a loa
     if strategy == "nf4_roundtrip": nf4_roundtrip_(model)
     tok, convs = _training_tokenizer(adapter_dir, base_tok), probes or probe_conversations()
     merged, diff, same, logits = _merge_and_verify(model, tok, adapter_dir, convs, greedy_tokens)
-    tf = Path(adapter_dir)/"training_config.json"
-    train_config = train_config or (json.loads(tf.read_text()) if tf.exists() else {})
+    train_config = train_config or _train_config_of(adapter_dir)
     modelfile = render_modelfile(tok, from_=".")
     report = MergeReport(str(out), _base_id(base, merged), str(adapter_dir), strategy, dtype, diff,
                          atol or (1e-3 if dtype == "float32" else 5e-2), same, _lora_left(merged), float("nan"), len(convs), 0.,
@@ -275,6 +280,8 @@ def merge_adapter(base, # tier name, model id or directory of the base; or a loa
         if not report.ok: raise MergeError(f"合并校验未通过，未写出 {out}：\n{report._repr_markdown_()}")
         card = model_card(report, cfg, data_hashes or default_data_hashes(), train_config, eval_results)
         _write_card(tmp, card, report)
+        from playbook_lib.train import _umask
+        os.chmod(tmp, 0o777 & ~_umask())   # mkdtemp makes 0700: a release others (a server user, a container) cannot read
         _publish(tmp, out)
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
@@ -342,15 +349,20 @@ def cli_merge(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="加载与保存的精度")
     p.add_argument("--strategy", default="original16", choices=STRATEGIES, help="original16：原始权重；nf4_roundtrip：模拟 QLoRA 训练时的 NF4 往返")
     p.add_argument("--overwrite", action="store_true", help="允许替换已存在的输出目录")
+    p.add_argument("--probes", metavar="JSONL", help="校验用的对话（你自己任务的几条，messages/alpaca/sharegpt/dolly 格式；默认本书黄金集前 3 条）")
     p.add_argument("--no-strict-base", action="store_true", help="适配器记录的基座名与给定基座不同时仍然继续（仅形状检查）")
     p.add_argument("--push-to-hub", metavar="REPO", help="合并后上传到 Hub（需要环境变量 HF_TOKEN）")
     p.add_argument("--revision", default="main", help="上传到的分支")
     a = p.parse_args(argv)
+    from playbook_lib.cli import print_failure
+    from playbook_lib.data import DataInputError
+    from playbook_lib.train import conversations
+    try: probes = conversations(Path(a.probes)) if a.probes else None   # a path that is not a file, or a bad line, names itself
+    except DataInputError as e: return print_failure(e, code=2)
     try:
-        rep = merge_adapter(a.base, a.adapter, a.out, dtype=a.dtype, strategy=a.strategy, overwrite=a.overwrite, strict_base=not a.no_strict_base)
+        rep = merge_adapter(a.base, a.adapter, a.out, dtype=a.dtype, strategy=a.strategy, overwrite=a.overwrite, strict_base=not a.no_strict_base, probes=probes)
         if a.push_to_hub: push_to_hub(a.out, a.push_to_hub, revision=a.revision)
     except (MergeError, FileExistsError, ValueError) as e:
-        from playbook_lib.cli import print_failure
         return print_failure(e, "检查 --adapter 是否是训练完整写出的适配器目录、--out 是否已存在（要覆盖加 --overwrite）", 1)
     print(f"已写出 {a.out}：最大 |Δlogit| {rep.max_logit_diff:.2e}，贪心输出一致 {rep.greedy_identical}，用时 {rep.seconds:.1f} s")
     return 0

@@ -185,3 +185,19 @@ def test_cli_merge(qlora, tmp_path, capsys):
     assert cli_merge([str(d/"adapter"), str(tmp_path/"m"), "--base", str(d/"base")]) == 1
     assert "overwrite" in capsys.readouterr().err
     assert cli_merge([str(d/"adapter"), str(tmp_path/"m"), "--base", str(d/"base"), "--overwrite"]) == 0
+
+
+def test_cli_merge_verifies_with_your_own_probes(qlora, tmp_path, capsys):
+    "Issue 28.6: `playbook merge` had no way to pass probes; the book's ticket cases were the only ones."
+    d, _, _ = qlora
+    probes = tmp_path/"probes.jsonl"
+    probes.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in [
+        {"instruction": "Translate to French: good morning", "output": "Bonjour"},
+        {"conversations": [{"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]}]) + "\n")
+    assert cli_merge([str(d/"adapter"), str(tmp_path/"m"), "--base", str(d/"base"), "--probes", str(probes)]) == 0
+    assert json.loads((tmp_path/"m"/"merge_report.json").read_text())["n_probes"] == 2   # yours, not the book's 3
+    capsys.readouterr()
+    probes.write_text('{"instruction": "no output field"\n')
+    assert cli_merge([str(d/"adapter"), str(tmp_path/"m2"), "--base", str(d/"base"), "--probes", str(probes)]) == 2
+    err = capsys.readouterr().err
+    assert "probes.jsonl" in err and "第 1 行" in err and not (tmp_path/"m2").exists()
