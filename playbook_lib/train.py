@@ -18,10 +18,11 @@ __all__ = ['METHODS', 'SCHEDULES', 'REPORT_TO', 'DTYPES', 'UNSLOTH_TARGETS', 'SP
            'GENERAL_TEXTS', 'HYPERPARAM_ADVICE', 'assistant_spans', 'encode_chat', 'ConfigError', 'TrainConfig',
            'check_config', 'resolve_dtype', 'has_unsloth', 'precast_frozen_linears', 'load_for_training',
            'keep_4bit_differentiable', 'conversations', 'encode_dataset', 'StopWhenValLossRises', 'StepTimer',
-           'thp_allocations', 'TrimHeap', 'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb',
+           'thp_allocations', 'TrimHeap', 'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb', 'param_counts',
            'shared_prefix_len', 'prefix_shared_hidden', 'labelled_lm_loss', 'quiet_ckpt_alias', 'load_adapter',
-           'last_checkpoint', 'train_sft', 'StepBar', 'specialist_dir', 'evaluate_tickets', 'load_specialist',
-           'train_specialist', 'sweep', 'plot_sweep', 'perplexity', 'hyperparam_table', 'cli_train']
+           'last_checkpoint', 'RunMismatchError', 'run_fingerprint', 'prior_run', 'train_sft', 'StepBar',
+           'specialist_dir', 'evaluate_tickets', 'load_specialist', 'train_specialist', 'sweep', 'plot_sweep',
+           'perplexity', 'hyperparam_table', 'cli_train']
 
 # %% ../nbs/02_train.ipynb #a5952898
 def _render(tok, messages, gen_prompt=False):
@@ -377,7 +378,7 @@ class TrainResult:
                 f"| {self.method} | {self.steps} | {self.train_loss:.4f} | {ev} | {self.seconds:.0f} s | {self.tokens_per_s:,.0f} token/s "
                 f"| {self.peak_mem_gb:.2f} GB | {self.trainable:,}（{self.trainable/self.total:.2%}） |"
                 + (f"\n\n从 `{self.resumed_from}` 续训。" if self.resumed_from else "") + ("\n\n验证损失上升，已早停。" if self.stopped_early else ""))
-    def save(self, path=None): Path(path or Path(self.output_dir)/"train_result.json").write_text(json.dumps(asdict(self), indent=1, ensure_ascii=False))
+    def save(self, path=None): _write_atomic(path or Path(self.output_dir)/"train_result.json", json.dumps(asdict(self), indent=1, ensure_ascii=False))
 
 def plot_losses(history, path=None, title="loss"):
     "Train and validation loss against step; saved to `path` as PNG."
@@ -399,13 +400,23 @@ def peak_memory_gb():
     if torch.cuda.is_available(): return torch.cuda.max_memory_allocated()/2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/2**20
 
+def param_counts(model):
+    """(trainable, total) parameters. A bitsandbytes 4-bit weight is stored packed, two values per byte, so its `numel()`
+    is half the matrix it stands for: count the shape its quant_state records instead."""
+    trainable = total = 0
+    for p in model.parameters():
+        qs = getattr(p, "quant_state", None)
+        n = math.prod(qs.shape) if getattr(qs, "shape", None) is not None else p.numel()
+        total += n; trainable += n if p.requires_grad else 0
+    return trainable, total
+
 def _result(trainer, cfg, timer, stopper, resumed, tok0):
     logs = trainer.state.log_history
     tr_logs = [h for h in logs if "loss" in h]
     ev = [h["eval_loss"] for h in logs if "eval_loss" in h]
     tokens = int(max([h.get("num_tokens", 0) for h in tr_logs] or [0]) - tok0)
     m = trainer.model
-    trainable, total = sum(p.numel() for p in m.parameters() if p.requires_grad), sum(p.numel() for p in m.parameters())
+    trainable, total = param_counts(m)
     return TrainResult(cfg.output_dir, cfg.method, trainer.state.global_step, tr_logs[-1]["loss"] if tr_logs else math.nan,
                        ev[-1] if ev else None, timer.seconds, tokens, tokens/max(timer.seconds, 1e-9), peak_memory_gb(),
                        trainable, total, logs, resumed, stopper.stopped_at is not None, processes=trainer.args.world_size,
@@ -502,8 +513,68 @@ def last_checkpoint(output_dir, log=print):
             if int(os.environ.get("RANK", "0")) == 0: shutil.rmtree(p, ignore_errors=True)
     return None
 
-def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progress=True):
-    "Supervised fine-tuning with TRL: loss on assistant tokens only, checkpoints, resume, early stop; returns a TrainResult."
+_NOT_LEARNED = ("output_dir", "train_data", "val_data", "report_to")   # where a run writes and logs; the data themselves are hashed
+_MAY_CHANGE_ON_RESUME = ("max_steps", "num_train_epochs", "eval_steps", "save_steps", "early_stopping_patience")
+
+class RunMismatchError(ConfigError):
+    "`output_dir` holds checkpoints of a different run (config or data): resuming would mix the two."
+    fix = "换一个新的 output_dir；或者丢弃旧检查点从头训：train_sft(..., fresh=True) / playbook train --fresh"
+
+def _write_atomic(path, text):
+    "Write `text` to `path` through a temporary file in the same directory, fsync, then rename."
+    import tempfile
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f: f.write(text); f.flush(); os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; the file gets the mode open() would give it
+    os.replace(tmp, path)
+
+def _umask():
+    m = os.umask(0o22); os.umask(m); return m
+
+def run_fingerprint(cfg, train_convs, val_convs):
+    "What a run learns from: its config (less where it writes and logs) and a SHA-256 of each data split as loaded."
+    import hashlib
+    sha = lambda c: hashlib.sha256(json.dumps(c, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+    return dict(config={k: v for k, v in asdict(cfg).items() if k not in _NOT_LEARNED},
+                train_sha256=sha(train_convs), val_sha256=sha(val_convs), n_train=len(train_convs), n_val=len(val_convs))
+
+def _fingerprint_diff(old, new, ignore=()):
+    oc, nc = old.get("config", {}), new["config"]
+    return ([f"{k}: {oc.get(k)!r} → {nc[k]!r}" for k in nc if k not in ignore and oc.get(k) != nc[k]]
+            + [f"{s} 数据变了（{old.get('n_' + s)} → {new['n_' + s]} 条，SHA-256 不同）" for s in ("train", "val") if old.get(f"{s}_sha256") != new[f"{s}_sha256"]])
+
+def prior_run(cfg, fp, last):
+    """What `output_dir` already holds, given this run's fingerprint `fp` and its newest complete checkpoint `last`:
+    the saved TrainResult when this exact run (config and data) already finished, None when there is nothing to reuse
+    (train, resuming from `last` if there is one), or RunMismatchError when resuming `last` would mix two different runs."""
+    out = Path(cfg.output_dir)
+    fp_path, res_path = out/"run_fingerprint.json", out/"train_result.json"
+    old = json.loads(fp_path.read_text()) if fp_path.exists() else None
+    if old is not None and res_path.exists() and not _fingerprint_diff(old, fp):
+        return TrainResult(**json.loads(res_path.read_text()))              # the same run, finished: never train it twice
+    if last is None: return None
+    if old is None:
+        raise RunMismatchError(f"{out} 里有检查点 {Path(last).name}，却没有 run_fingerprint.json，无法确认它来自同一配置、同一份数据；"
+                               f"续训可能把两次训练混在一起")
+    if diff := _fingerprint_diff(old, fp, ignore=_MAY_CHANGE_ON_RESUME):
+        raise RunMismatchError(f"{out} 里的检查点 {Path(last).name} 来自另一次训练，续训会把两次混在一起。不同之处：{'；'.join(diff)}")
+    step = int(Path(last).name[11:])
+    if cfg.max_steps > 0 and step >= cfg.max_steps:
+        raise RunMismatchError(f"{out} 里的检查点 {Path(last).name} 已经训到第 {step} 步，不少于这次的 max_steps={cfg.max_steps}，没有剩下的步可训（要训更久就调大 max_steps）")
+    return None
+
+def _start_fresh(out):
+    "Remove a previous run's checkpoints, fingerprint and result from `out` (rank 0 only); the adapter files are overwritten at the end."
+    import shutil
+    if int(os.environ.get("RANK", "0")) != 0: return
+    for p in Path(out).glob("checkpoint-*"): shutil.rmtree(p, ignore_errors=True)
+    for f in ("run_fingerprint.json", "train_result.json"): (Path(out)/f).unlink(missing_ok=True)
+
+def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progress=True, fresh=False):
+    """Supervised fine-tuning with TRL: loss on assistant tokens only, checkpoints, resume, early stop; returns a TrainResult.
+    Re-running the same config on the same data returns the finished result without training; a checkpoint in `output_dir`
+    from another config or dataset raises RunMismatchError; `fresh=True` discards what `output_dir` holds and starts over."""
     import torch
     from trl import SFTTrainer
     from playbook_lib.models import gpu_info, load_tokenizer
@@ -513,6 +584,16 @@ def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progre
     gpu, tr_c, va_c = gpu_info(), conversations(train_data, cfg.n_train), conversations(val_data, cfg.n_val) if val_data is not None else []
     tok = tokenizer or load_tokenizer("cpu" if cfg.model == "tiny" else cfg.model)
     check_config(cfg, tok, tr_c, gpu)                                    # fail before the model is loaded
+    log = print if progress else (lambda *_: None)
+    if fresh: _start_fresh(cfg.output_dir)
+    last, fp = None if fresh else last_checkpoint(cfg.output_dir, log=log), run_fingerprint(cfg, tr_c, va_c)
+    if (done := prior_run(cfg, fp, last)) is not None:
+        log(f"{cfg.output_dir} 里已有同一配置、同一份数据训完的结果（{done.steps} 步），直接返回；要重训用 fresh=True")
+        done.metrics = {**(done.metrics or {}), "reused": True}
+        return done
+    if int(os.environ.get("RANK", "0")) == 0:
+        (Path(cfg.output_dir)/"train_result.json").unlink(missing_ok=True)    # present only when the run it describes finished
+        _write_atomic(Path(cfg.output_dir)/"run_fingerprint.json", json.dumps(fp, ensure_ascii=False, indent=1))
     dtype = resolve_dtype(cfg, gpu)
     if model is None: model, tok, is_peft = load_for_training(cfg, gpu)
     else: is_peft = hasattr(model, "peft_config")
@@ -525,7 +606,6 @@ def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progre
                          eval_dataset=encode_dataset(tok, va_c, cfg.max_length) if va_c else None)
     _console_progress(trainer, progress)
     if not gpu: trainer.share_prefix = cfg.share_prefix
-    last = last_checkpoint(cfg.output_dir, log=print if progress else (lambda *_: None))
     tok0 = json.loads((Path(last)/"trainer_state.json").read_text())["log_history"][-1].get("num_tokens", 0) if last else 0
     with quiet_ckpt_alias(): trainer.train(resume_from_checkpoint=last)
     res = _result(trainer, cfg, timer, stopper, last, tok0)
@@ -553,10 +633,19 @@ def _console_progress(trainer, progress):
     if not progress: trainer.remove_callback(PrinterCallback); return
     if trainer.pop_callback(ProgressCallback) is not None: trainer.add_callback(StepBar())   # notebooks keep their own table
 
+def _record_base_id(f, model):
+    """PEFT records the directory the base was loaded from; for a tier that is a cache path on this machine, which means
+    nothing on another. Record the tier's Hub id instead (a model id or directory the user gave stays as given)."""
+    from playbook_lib.models import TIERS
+    if not f.exists() or (t := TIERS.get(str(model).lower())) is None: return
+    c = json.loads(f.read_text()); c["base_model_name_or_path"] = t.model_id
+    _write_atomic(f, json.dumps(c, indent=2, ensure_ascii=False))
+
 def _save_outputs(trainer, cfg, res):
     "Adapter (or full model) + tokenizer with its chat template, the config, the result and the loss curve."
     out = Path(cfg.output_dir)
     trainer.save_model(str(out))
+    _record_base_id(out/"adapter_config.json", cfg.model)
     trainer.processing_class.save_pretrained(str(out))
     cfg.to_yaml(out/"train_config.yaml"); res.save()
     plot_losses(res.history, out/"loss.png", title=f"{cfg.method} · {res.steps} steps")
@@ -678,7 +767,7 @@ HYPERPARAM_ADVICE = [
 
 def hyperparam_table(recipe=None):
     "The hyperparameter advice table, with the values of `recipe` (default SPECIALIST_RECIPE) in the last column."
-    from IPython.display import Markdown
+    from playbook_lib.models import Markdown
     from playbook_lib.tickets import load_split
     r = {**SPECIALIST_RECIPE, **(recipe or {})}
     n_rows = r.get("n_train") or len(load_split("train"))   # rows one epoch goes through
@@ -704,6 +793,7 @@ def cli_train(argv=None):
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="覆盖配置项，例如 --set max_steps=20 method=qlora")
     p.add_argument("--check", action="store_true", help="只做加载模型前的检查，不训练")
     p.add_argument("--quiet", action="store_true", help="不显示进度条")
+    p.add_argument("--fresh", action="store_true", help="丢弃 output_dir 里上一次的检查点和结果，从头训练")
     a = p.parse_args(argv)
     try:
         import yaml
@@ -713,7 +803,7 @@ def cli_train(argv=None):
             from playbook_lib.models import load_tokenizer, gpu_info
             check_config(cfg, load_tokenizer("cpu" if cfg.model == "tiny" else cfg.model), conversations(cfg.train_data, cfg.n_train), gpu_info())
             print("配置检查通过"); return 0
-        res = train_sft(cfg, cfg.train_data, cfg.val_data, progress=not a.quiet)
+        res = train_sft(cfg, cfg.train_data, cfg.val_data, progress=not a.quiet, fresh=a.fresh)
     except ConfigError as e:
         from playbook_lib.cli import print_failure
         return print_failure(e, code=2)

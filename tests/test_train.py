@@ -139,6 +139,32 @@ def test_kill_then_resume_continues_from_checkpoint(tmp_path):
     assert r["steps"] == 200 and math.isfinite(r["train_loss"])
     assert 4 <= int(r["resumed_from"].rsplit("-", 1)[1]) < 200
 
+def test_rerun_of_a_finished_run_neither_trains_past_max_steps_nor_mixes_runs(tmp_path, capsys):
+    "Issue 28.5: the same config + data returns the finished result; other data or config is refused; fresh / a larger max_steps train."
+    from playbook_lib.train import RunMismatchError, cli_train
+    cfg = tiny_cfg(tmp_path, save_steps=4)
+    first = train_sft(cfg, toy(64), progress=False)
+    again = train_sft(cfg, toy(64), progress=False)                 # was: resumed checkpoint-8 and trained step 9, 0 token/s
+    assert again.steps == first.steps == 8 and again.metrics["reused"] and again.tokens_per_s == first.tokens_per_s
+    assert sorted(p.name for p in (tmp_path/"out").glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8"]
+    with pytest.raises(RunMismatchError, match="train 数据变了") as e: train_sft(cfg, toy(64, seed=5), progress=False)
+    assert "fresh=True" in e.value.fix and "--fresh" in e.value.fix
+    with pytest.raises(RunMismatchError, match=r"learning_rate: 0.01 → 0.02"): train_sft(tiny_cfg(tmp_path, save_steps=4, learning_rate=2e-2), toy(64), progress=False)
+    assert (tmp_path/"out"/"train_result.json").exists()           # a refused run leaves the finished one as it was
+    longer = train_sft(tiny_cfg(tmp_path, save_steps=4, max_steps=12), toy(64), progress=False)
+    assert longer.steps == 12 and longer.resumed_from.endswith("checkpoint-8") and not (longer.metrics or {}).get("reused")
+    other = train_sft(cfg, toy(64, seed=5), progress=False, fresh=True)
+    assert other.steps == 8 and other.resumed_from is None and not (other.metrics or {}).get("reused")
+    # the CLI: another dataset in the same output_dir is a configuration error (exit 2) that names --fresh; --fresh trains
+    (tmp_path/"cli").mkdir()
+    yml, out = _cli_config(tmp_path/"cli", save_steps=4)
+    assert cli_train([str(yml), "--quiet"]) == 0
+    write_jsonl(tmp_path/"cli"/"train.jsonl", toy(64, seed=9)); capsys.readouterr()
+    assert cli_train([str(yml), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "train 数据变了" in err and "playbook train --fresh" in err and err.count("怎么办") == 1
+    assert cli_train([str(yml), "--quiet", "--fresh"]) == 0 and json.loads((out/"train_result.json").read_text())["steps"] == 8
+
 def test_two_process_ddp_on_cpu(tmp_path):
     p, out = _cli_config(tmp_path, max_steps=4, batch_size=2)
     # `--cpu` makes accelerate run one process (multi-CPU expects mpirun); the torchrun launcher behind `--multi_gpu`
@@ -379,3 +405,26 @@ def test_train_reads_the_formats_check_data_reads(tmp_path):
     cfg.to_yaml(tmp_path/"typo.yaml")
     r = subprocess.run([playbook, "train", str(tmp_path/"typo.yaml")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "alpaca.jsnol" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def test_qlora_counts_the_matrices_its_4bit_weights_stand_for(tmp_path):
+    "Issue 28.12: a packed 4-bit weight holds two values per byte, so QLoRA's total was about half and its trainable % doubled."
+    lora = train_sft(tiny_cfg(tmp_path/"l", method="lora", max_steps=1), toy(8), progress=False)
+    qlora = train_sft(tiny_cfg(tmp_path/"q", method="qlora", max_steps=1), toy(8), progress=False)
+    assert qlora.trainable == lora.trainable and qlora.total == lora.total
+
+
+def test_a_trained_adapter_names_its_hub_base_and_merges_into_a_readable_release(tmp_path):
+    "Issue 28.12: the adapter named a cache path on this machine; merge read training_config.json, which nothing writes; the release was 0700."
+    from playbook_lib.merge import merge_adapter
+    umask = os.umask(0o22); os.umask(umask)
+    res = train_sft(tiny_cfg(tmp_path, model="cpu", max_steps=1, batch_size=2), toy(4), progress=False)
+    out = Path(res.output_dir)
+    assert json.loads((out/"adapter_config.json").read_text())["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert (out/"run_fingerprint.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    rel = tmp_path/"release"
+    assert merge_adapter("cpu", out, rel, probes=toy(2)).ok
+    assert rel.stat().st_mode & 0o777 == 0o777 & ~umask
+    card = (rel/"README.md").read_text()
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
+    assert '"learning_rate": 0.01' in card and '"max_steps": 1' in card   # the training config train_sft wrote
