@@ -17,9 +17,9 @@ __all__ = ['FORMATS', 'SHAREGPT_ROLES', 'DATA_CODES', 'INPUT_CODES', 'PII_PATTER
            'detect_format', 'to_messages', 'from_messages', 'InputProblem', 'DataInputError', 'read_examples',
            'Finding', 'normalize_text', 'shingles', 'jaccard', 'minhash_signatures', 'near_duplicate_pairs',
            'clusters_from_pairs', 'template_paragraphs', 'strip_template', 'leader_clusters', 'id_card_valid',
-           'luhn_valid', 'find_pii', 'mask_pii', 'as_examples', 'validate_messages', 'is_vague', 'ungrounded_values',
-           'DataReport', 'lint', 'CleanResult', 'CleanError', 'clean', 'split_examples', 'make_dirty', 'write_dirty',
-           'resolve_tokenizer', 'cli_check_data']
+           'luhn_valid', 'ssn_valid', 'find_pii', 'mask_pii', 'as_examples', 'validate_messages', 'is_vague',
+           'ungrounded_values', 'DataReport', 'lint', 'CleanResult', 'CleanError', 'clean', 'split_examples',
+           'make_dirty', 'write_dirty', 'resolve_tokenizer', 'cli_check_data']
 
 # %% ../nbs/03_data.ipynb #2f787733
 FORMATS = {  # format -> fields that identify it
@@ -108,7 +108,7 @@ DATA_CODES = {  # code -> (severity, waste item, what it is, cleaning strategy);
     "exact_duplicate": ("error", "重复", "与前面某条样本完全相同（规范化空白与标点后）", "保留第一条，删除其余"),
     "near_duplicate": ("warning", "近似重复", "与前面某条样本高度相似（字符 2-gram Jaccard ≥ 阈值：MinHash + LSH 找候选，精确值复核）", "每个相似簇保留一条；切分时整簇放进同一个集合"),
     "leakage": ("error", "训练/验证/测试泄漏", "与验证/测试/黄金集里的样本相同或高度相似：考试题出现在了课本里", "从训练集删除（评估集不动）"),
-    "pii": ("error", "隐私信息（PII）", "出现手机号、身份证号（校验位正确）、邮箱或银行卡号（Luhn 校验正确）", "脱敏替换（保留前后几位），或删除整条"),
+    "pii": ("error", "隐私信息（PII）", "出现手机号、身份证号（校验位正确）、邮箱、银行卡号（Luhn 校验正确）、美国 SSN 或北美/带国家码的电话", "脱敏替换（保留前后几位），或删除整条"),
     "empty_content": ("error", "模板陷阱", "某条消息内容为空", "删除"),
     "invalid_message": ("error", "模板陷阱", "消息不是 {role, content} 结构，或 content 不是字符串", "删除"),
     "role_order_invalid": ("error", "模板陷阱", "角色顺序不合法（system 不在开头、user/assistant 不交替、未知角色、不以 assistant 结尾）", "删除或修正角色"),
@@ -227,17 +227,29 @@ def luhn_valid(digits):
     total = sum(d if k % 2 == 0 else (d*2 - 9 if d*2 > 9 else d*2) for k, d in enumerate(int(c) for c in reversed(digits)))
     return total % 10 == 0
 
-PII_PATTERNS = {  # kind -> (regex, validator of the match, how to mask it)
+def ssn_valid(s):
+    "Whether `ddd-dd-dddd` can be a US Social Security number (SSA never issues area 000, 666 or 9xx, group 00 or serial 0000)."
+    area, group, serial = s.split("-")
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+PII_PATTERNS = {  # kind -> (regex, validator of the match, how to mask it); mainland China first, then US/NANP and +country numbers
     "身份证号": (re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])"), id_card_valid, lambda s: s[:3] + "*"*11 + s[-4:]),
     "银行卡号": (re.compile(r"(?<![0-9A-Za-z])\d(?:[ -]?\d){15,18}(?![0-9A-Za-z])"), lambda s: luhn_valid(re.sub(r"\D", "", s)),
              lambda s: re.sub(r"\D", "", s)[:4] + " **** **** " + re.sub(r"\D", "", s)[-4:]),
     "手机号": (re.compile(r"(?<![0-9A-Za-z])(?:\+?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?![0-9A-Za-z])"), lambda s: True,
             lambda s: re.sub(r"\D", "", s)[-11:][:3] + "****" + re.sub(r"\D", "", s)[-4:]),
+    "SSN（美国）": (re.compile(r"(?<![0-9A-Za-z-])\d{3}-\d{2}-\d{4}(?![0-9A-Za-z-])"), ssn_valid, lambda s: "***-**-" + s[-4:]),
+    "电话（北美）": (re.compile(r"(?<![0-9A-Za-z+])(?:\+?1[ .-]?)?(?:\([2-9]\d{2}\) ?|[2-9]\d{2}[ .-])[2-9]\d{2}[ .-]\d{4}(?![0-9A-Za-z])"),
+                 lambda s: True, lambda s: re.sub(r"\d(?=(?:\D*\d){4})", "*", s)),
+    "电话（国际）": (re.compile(r"(?<![0-9A-Za-z+])\+[2-9]\d{0,2}(?:[ .-]?\d){6,13}(?![0-9A-Za-z])"), lambda s: 8 <= len(re.sub(r"\D", "", s)) <= 15,
+                 lambda s: re.sub(r"\d(?=(?:\D*\d){2})", "*", s[3:]).join([s[:3], ""])),
     "邮箱": (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), lambda s: True, lambda s: s[0] + "***@" + s.split("@")[1]),
 }
 
 def find_pii(text):
-    "PII in `text`: (kind, start, end, masked) for Chinese mobile numbers, ID card numbers, emails and bank cards."
+    """PII in `text`: (kind, start, end, masked) for mainland-China mobile and ID card numbers, bank cards (Luhn), US SSNs,
+    North American phone numbers, `+country` phone numbers and emails. Names, addresses and local formats of other countries
+    are not detected: see the chapter for what to use then."""
     found, taken = [], []
     for kind, (rx, ok, mask) in PII_PATTERNS.items():  # ID cards first: an 18-digit ID must not count as a card number too
         for m in rx.finditer(text or ""):

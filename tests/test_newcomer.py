@@ -86,6 +86,11 @@ def test_wheel_outside_the_checkout(tmp_path):
     where, counts = probe.stdout.split("\n")[:2]
     assert "site-packages" in where and str(ROOT) not in where, where
     assert [int(x) for x in counts.split()] == [1200, 250, 80], counts
+    tables = run([str(venv/"bin/python"), "-c", "import importlib.util as u; print('IPython', u.find_spec('IPython') is not None);"
+                  "from playbook_lib.models import tiers_table; from playbook_lib.plan import compare_methods;"
+                  "from playbook_lib.train import hyperparam_table; from playbook_lib.decide import approach_table;"
+                  "print(tiers_table()); print(compare_methods(plot=False)); print(hyperparam_table()); print(approach_table())"], empty, env, 300)
+    assert "IPython False" in tables.stdout and tables.stdout.count("|---|") >= 4   # issue 28.10: tables without IPython
     r = run([str(venv/"bin/playbook"), "demo", "--budget", "tiny"], empty, env, 1500)
     check_demo_run(empty/"runs", r.stdout + r.stderr)
 
@@ -106,3 +111,13 @@ def test_preflight_fails_in_seconds_without_serving(tmp_path):
     debug = subprocess.run([shutil.which("playbook") or str(Path(sys.executable).parent/"playbook"), "--debug", "demo", "--out", str(tmp_path/"runs")],
                            capture_output=True, text=True, env=env, timeout=300)
     assert debug.returncode == 2 and "Traceback" in debug.stderr and "PreflightError" in debug.stderr
+
+
+def test_every_extra_resolves_with_the_pinned_stack(tmp_path):
+    "Issue 28.10: the [gpu] extra (unsloth, unpinned) could not be installed beside the pins; every extra must resolve."
+    import tomllib
+    extras = tomllib.loads((ROOT/"pyproject.toml").read_text())["project"]["optional-dependencies"]
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "-q", "--report", str(tmp_path/"r.json"), f"{ROOT}[{','.join(extras)}]"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "gpu" not in extras and "datasketch" not in (ROOT/"pyproject.toml").read_text()

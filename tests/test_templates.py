@@ -94,3 +94,24 @@ def test_loss_mask_views(smol):
     v = loss_mask_view(smol, CONVS[0])
     assert "\x1b[42;30m" in str(v) and "<span" in v._repr_html_()
     assert "".join(t for t, on in v.pieces if on) == CONVS[0][-1]["content"] + "<|im_end|>"
+
+
+def test_a_missing_reference_package_names_itself_and_the_install_command(tmp_path):
+    "Issue 28.10: family_tokenizer('llama3') without llama-models died with a bare ModuleNotFoundError and no install hint."
+    import subprocess, sys
+    code = ("import sys; sys.modules['llama_models'] = None\n"
+            "from playbook_lib.templates import family_tokenizer\n"
+            "try: family_tokenizer('llama3', cache=False)\n"
+            "except ModuleNotFoundError as e: print(e); print('name', e.name)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**__import__("os").environ, "PLAYBOOK_CACHE": str(tmp_path)})
+    assert "llama_models" in r.stdout and "pip install --no-deps llama-models==0.3.0" in r.stdout and "name llama_models" in r.stdout, r.stdout + r.stderr[-2000:]
+    with pytest.raises(ValueError, match="可选：smollm2, llama3"): family_tokenizer("llama-3")
+
+
+def test_the_install_hint_pins_what_the_checkout_installs():
+    from pathlib import Path
+    from playbook_lib.templates import REFERENCE_PACKAGES
+    pinned = [l.strip() for l in (Path(__file__).parents[1]/"tools/requirements-nodeps.txt").read_text().splitlines()
+              if l.strip() and not l.startswith("#")]
+    assert sorted(pinned) == sorted(REFERENCE_PACKAGES)
