@@ -7,12 +7,16 @@ Docs: https://ft-playbook.github.io/specialist-playbook/plan.html.md"""
 # %% ../nbs/02a_plan.ipynb #38516c63
 from __future__ import annotations
 import importlib.util, math, os, logging
+from pathlib import Path
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 from dataclasses import dataclass, field, asdict
 
 # %% auto #0
-__all__ = ['GPU_SPECS_CHECKED', 'GPU_SPECS', 'MODEL_SHAPES', 'gpu_spec', 'model_config', 'peft_config_for', 'trainable_params',
-           'Estimate', 'estimate', 'compare_methods', 'bf16_ok', 'bitsandbytes_works', 'Preflight', 'preflight']
+__all__ = ['GPU_SPECS_CHECKED', 'GPU_SPECS', 'MODEL_SHAPES', 'OPTIMIZER_BYTES', 'PRECISIONS', 'CUDA_OVERHEAD_GB', 'LOGIT_BYTES',
+           'LLAMAFACTORY', 'UNSLOTH_REQ', 'QLORA_PAPER', 'GUANACO_65B', 'PUBLISHED_CHECKED', 'PUBLISHED_MEMORY',
+           'CPU_BASE_GB', 'CPU_ROW_GB', 'gpu_spec', 'model_config', 'peft_config_for', 'trainable_params', 'Estimate',
+           'estimate', 'memory_comparison', 'compare_methods', 'bf16_ok', 'bitsandbytes_works', 'Preflight',
+           'usable_memory_gb', 'usable_cores', 'cpu_batch', 'mps_available', 'preflight']
 
 # %% ../nbs/02a_plan.ipynb #aa508ac9
 GPU_SPECS_CHECKED = "2026-11-22"  # vendor datasheets: memory (GB), compute capability, dense 16-bit tensor TFLOPS
@@ -39,6 +43,10 @@ MODEL_SHAPES = {  # config fields of the models the playbook names (no network n
                      num_attention_heads=12, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
     "Qwen/Qwen2.5-7B-Instruct": dict(model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
                      num_attention_heads=28, num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+    "Qwen/Qwen2.5-14B-Instruct": dict(model_type="qwen2", hidden_size=5120, intermediate_size=13824, num_hidden_layers=48,
+                     num_attention_heads=40, num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
+    "llama-65b": dict(model_type="llama", hidden_size=8192, intermediate_size=22016, num_hidden_layers=80,
+                     num_attention_heads=64, num_key_value_heads=64, vocab_size=32000, tie_word_embeddings=False),
 }
 
 # %% ../nbs/02a_plan.ipynb #87269d22
@@ -50,7 +58,12 @@ def model_config(model_id_or_config):
     elif model_id_or_config in MODEL_SHAPES: d = dict(MODEL_SHAPES[model_id_or_config])
     else:
         from playbook_lib.models import model_source
-        return AutoConfig.from_pretrained(model_source(model_id_or_config)[0])
+        src = model_source(model_id_or_config)[0]
+        try: return AutoConfig.from_pretrained(src, local_files_only=True)   # never the network: a hub id must already be cached
+        except OSError:
+            raise ValueError(f"{model_id_or_config!r} 的配置不在本机（不是目录，也不在 Hugging Face 缓存里），估算不联网。"
+                             f"传 MODEL_SHAPES 里的名字（{', '.join(MODEL_SHAPES)}）、下载好的模型目录，或 dict(model_type=…, hidden_size=…, "
+                             "intermediate_size=…, num_hidden_layers=…, num_attention_heads=…, num_key_value_heads=…, vocab_size=…)") from None
     return AutoConfig.for_model(d.pop("model_type"), **d)
 
 def peft_config_for(method, r=8, alpha=16, dropout=0.0, target_modules=("q_proj", "v_proj"), num_virtual_tokens=20):
@@ -83,16 +96,19 @@ class Estimate:
     trainable: int; total: int
     weights_gb: float; grads_gb: float; optimizer_gb: float; activations_gb: float
     adapter_mb: float; gpu_gb: float|None = None
+    logits_gb: float = 0.; overhead_gb: float = 0.; options: str = ""
     @property
-    def total_gb(self): return self.weights_gb + self.grads_gb + self.optimizer_gb + self.activations_gb
+    def total_gb(self): return self.weights_gb + self.grads_gb + self.optimizer_gb + self.activations_gb + self.logits_gb + self.overhead_gb
     @property
     def fits(self): return None if self.gpu_gb is None else self.total_gb <= 0.9*self.gpu_gb
     def _repr_markdown_(self):
         fit = "—" if self.fits is None else ("✅ 放得下" if self.fits else "❌ 放不下")
         return (f"| {self.method} on {self.model} | GB |\n|---|---|\n| 权重 | {self.weights_gb:.2f} |\n| 梯度 | {self.grads_gb:.2f} |\n"
-                f"| 优化器状态 | {self.optimizer_gb:.2f} |\n| 激活值 | {self.activations_gb:.2f} |\n| **合计** | **{self.total_gb:.2f}** |\n"
+                f"| 优化器状态 | {self.optimizer_gb:.2f} |\n| 激活值 | {self.activations_gb:.2f} |\n| logits（fp32，含梯度） | {self.logits_gb:.2f} |\n"
+                f"| CUDA 上下文等固定开销 | {self.overhead_gb:.2f} |\n| **合计** | **{self.total_gb:.2f}** |\n"
                 f"| 显卡 {self.gpu or 'CPU'} | {self.gpu_gb or '—'} {fit} |\n\n"
-                f"可训练参数 {self.trainable:,} / {self.total:,}（{self.trainable/self.total:.3%}），保存的适配器/检查点约 {self.adapter_mb:,.1f} MB")
+                f"可训练参数 {self.trainable:,} / {self.total:,}（{self.trainable/self.total:.3%}），保存的适配器/检查点约 {self.adapter_mb:,.1f} MB"
+                + (f"；选项：{self.options}" if self.options else ""))
 
 # %% ../nbs/02a_plan.ipynb #e92e7a72
 def _activation_bytes(cfg, seq_len, batch, bytes_per, checkpointing):
@@ -100,24 +116,75 @@ def _activation_bytes(cfg, seq_len, batch, bytes_per, checkpointing):
     per_layer = s*b*h*(34 + 5*a*s/h) * bytes_per/2
     return (L*s*b*h*bytes_per + per_layer) if checkpointing else L*per_layer
 
-def estimate(model_id_or_config, method="qlora", gpu=None, seq_len=512, batch=4, dtype_bytes=2, checkpointing=True, **lora):
-    "Training memory (weights, grads, optimizer, activations), exact trainable params and adapter size for `method`."
+OPTIMIZER_BYTES = {"adamw": 8, "paged_adamw_32bit": 8, "adamw_8bit": 2, "paged_adamw_8bit": 2}   # two moments per trainable parameter
+PRECISIONS = ("mixed", "pure_bf16")
+CUDA_OVERHEAD_GB = 0.5   # CUDA context + cuBLAS workspace: an assumption (it varies by driver and card), not a measurement
+LOGIT_BYTES = 8          # per logit: the fp32 upcast for the loss and its gradient
+
+def estimate(model_id_or_config, # tier, MODEL_SHAPES name, local dir, dict or config
+             method="qlora", # full, lora, qlora, ia3 or ptuning
+             gpu=None, # a GPU_SPECS name: adds the CUDA overhead and the fits check
+             seq_len=512, batch=4, # tokens per row, rows per step (per device)
+             dtype_bytes=2, # bytes of a 16-bit (2) or fp32 (4) frozen weight and activation
+             checkpointing=True, # gradient checkpointing: keep one input per layer
+             optimizer="adamw", # adamw / paged_adamw_32bit: 8 bytes per trainable parameter; adamw_8bit / paged_adamw_8bit: 2
+             precision="mixed", # full FT: mixed = fp32 master weights and grads (+ 32-bit Adam); pure_bf16 = bf16 weights, grads and Adam states
+             adapter_bytes=4, # LoRA weights and grads: 4 = fp32 (peft's default), 2 = bf16 (the QLoRA paper's script)
+             logits=True, # count the fp32 logits of the loss (batch × seq × vocab), large for 150k vocabularies
+             **lora):
+    "Training memory (weights, grads, optimizer, activations, logits, fixed overhead), exact trainable params and adapter size."
     if method not in ("full", "lora", "qlora", "ia3", "ptuning"): peft_config_for(method)   # raises, naming the valid methods
     if gpu: gpu_spec(gpu)                                                                   # an unknown card: say so before any work
+    if optimizer not in OPTIMIZER_BYTES: raise ValueError(f"optimizer={optimizer!r} 不认识；可选：{', '.join(OPTIMIZER_BYTES)}")
+    if precision not in PRECISIONS: raise ValueError(f"precision={precision!r} 不认识；可选：{', '.join(PRECISIONS)}（只对 full 有意义）")
     cfg = model_config(model_id_or_config)
     lora = dict(dict(r=16, target_modules="all-linear"), **lora) if method in ("lora", "qlora") else lora
     tr, tot = trainable_params(cfg, method, **lora)
     emb = cfg.vocab_size*cfg.hidden_size*(1 if getattr(cfg, "tie_word_embeddings", False) else 2)
     frozen = tot - (tr if method != "full" else 0)
     w = (frozen - emb)*4.127/8 + emb*dtype_bytes if method == "qlora" else frozen*dtype_bytes   # NF4 + double-quant constants
-    if method == "full": w, g, o = tot*dtype_bytes, tot*dtype_bytes, tot*(8 + (4 if dtype_bytes < 4 else 0))
-    else: w, g, o = w + tr*4, tr*4, tr*8                        # adapters stay fp32: weight, grad, two Adam moments
+    ob = OPTIMIZER_BYTES[optimizer]
+    if method == "full" and precision == "pure_bf16": w, g, o = tot*2, tot*2, tot*ob/2           # Adam states in the weights' bf16
+    elif method == "full": w, g, o = tot*4, tot*4, tot*ob                                        # fp32 master weights and grads
+    else: w, g, o = w + tr*adapter_bytes, tr*adapter_bytes, tr*ob
     act = _activation_bytes(cfg, seq_len, batch, dtype_bytes, checkpointing)
+    lg = batch*seq_len*cfg.vocab_size*LOGIT_BYTES if logits else 0
     gb = lambda x: x/2**30
     name = model_id_or_config if isinstance(model_id_or_config, str) else getattr(cfg, "_name_or_path", "") or cfg.model_type
     gpu_gb = gpu_spec(gpu)["memory_gb"] if gpu else None
-    size = tot*dtype_bytes if method == "full" else tr*4
-    return Estimate(name, method, gpu, tr, tot, gb(w), gb(g), gb(o), gb(act), size/2**20, gpu_gb)
+    size = tot*dtype_bytes if method == "full" else tr*adapter_bytes
+    opts = ", ".join(x for x in (optimizer if optimizer != "adamw" else "", precision if method == "full" and precision != "mixed" else "",
+                                 "bf16 适配器" if method != "full" and adapter_bytes == 2 else "") if x)
+    return Estimate(name, method, gpu, tr, tot, gb(w), gb(g), gb(o), gb(act), size/2**20, gpu_gb,
+                    logits_gb=gb(lg), overhead_gb=CUDA_OVERHEAD_GB if gpu else 0., options=opts)
+
+# %% ../nbs/02a_plan.ipynb #322a840d
+LLAMAFACTORY = "https://github.com/hiyouga/LLaMA-Factory#hardware-requirement"
+UNSLOTH_REQ = "https://unsloth.ai/docs/get-started/fine-tuning-for-beginners/unsloth-requirements"
+QLORA_PAPER, GUANACO_65B = "https://arxiv.org/abs/2305.14314", "https://github.com/artidoro/qlora/blob/main/scripts/finetune_guanaco_65b.sh"
+PUBLISHED_CHECKED = "2026-12-06"
+PUBLISHED_MEMORY = [  # (source, url, kind, what they published, GB, estimate() arguments for the same setup)
+    ("LLaMA-Factory README", LLAMAFACTORY, "估算", "7B 全参 bf16/fp16 混合精度", 120, dict(model_id_or_config="llama-7b", method="full")),
+    ("LLaMA-Factory README", LLAMAFACTORY, "估算", "7B 全参 pure_bf16", 60, dict(model_id_or_config="llama-7b", method="full", precision="pure_bf16")),
+    ("LLaMA-Factory README", LLAMAFACTORY, "估算", "7B LoRA 16-bit", 16, dict(model_id_or_config="llama-7b", method="lora")),
+    ("LLaMA-Factory README", LLAMAFACTORY, "估算", "7B QLoRA 4-bit", 6, dict(model_id_or_config="llama-7b", method="qlora")),
+    ("unsloth 文档", UNSLOTH_REQ, "最低值（unsloth 内核）", "7B QLoRA", 5, dict(model_id_or_config="llama-7b", method="qlora")),
+    ("unsloth 文档", UNSLOTH_REQ, "最低值（unsloth 内核）", "7B LoRA 16-bit", 19, dict(model_id_or_config="llama-7b", method="lora")),
+    ("unsloth 文档", UNSLOTH_REQ, "最低值（unsloth 内核）", "14B QLoRA", 8.5, dict(model_id_or_config="Qwen/Qwen2.5-14B-Instruct", method="qlora")),
+    ("unsloth 文档", UNSLOTH_REQ, "最低值（unsloth 内核）", "14B LoRA 16-bit", 33, dict(model_id_or_config="Qwen/Qwen2.5-14B-Instruct", method="lora")),
+    ("QLoRA 论文 + Guanaco-65B 脚本", QLORA_PAPER, "实测（在一张 48 GB 卡上训完）", "65B QLoRA r=64 全线性层，batch 4 × 528，paged AdamW 32-bit", 48,
+     dict(model_id_or_config="llama-65b", method="qlora", r=64, batch=4, seq_len=528, optimizer="paged_adamw_32bit", adapter_bytes=2)),
+]
+
+def memory_comparison(rows=None, gpu="A100-80GB", seq_len=1024, batch=1):
+    "Markdown table: each published figure beside `estimate` for the same setup (seq_len × batch where the source gives none) and the ratio."
+    from playbook_lib.models import Markdown
+    out = []
+    for src, url, kind, what, gb, kw in rows or PUBLISHED_MEMORY:
+        e = estimate(**{"gpu": gpu, "seq_len": seq_len, "batch": batch, **kw})
+        out.append(f"| [{src}]({url}) | {what} | {kind} | {gb:g} | {e.total_gb:.1f} | {e.total_gb/gb:.2f} |")
+    return Markdown("| 来源 | 设置 | 公布的是 | 公布 GB | 本书估算 GB | 估算/公布 |\n|---|---|---|---|---|---|\n" + "\n".join(out)
+                    + f"\n\n*来源核对于 {PUBLISHED_CHECKED}；来源没给 batch 和序列长度的行按 batch {batch} × {seq_len} token、梯度检查点、{gpu} 估算。*")
 
 # %% ../nbs/02a_plan.ipynb #aa1f0f2f
 def _train_seconds_per_mtok(est, gpu, mfu=0.4):
@@ -178,14 +245,64 @@ class Preflight:
         rows = "\n".join(f"| {k} | `{getattr(self, k)}` |" for k in ("device", "memory_gb", "capability", "bf16", "bitsandbytes", "dtype", "method", "batch_size", "grad_accum"))
         return "| 项 | 值 |\n|---|---|\n" + rows + "\n\n" + "\n".join(f"- {r}" for r in self.reasons)
 
-def _cpu_settings(mem_gb, bnb):
+def _cgroup_value(*files):
+    "The first number in the first readable cgroup file; None for 'max', a missing file or v1's 'no limit' (≥ 2^60)."
+    for f in files:
+        try: v = Path(f).read_text().split()[0]
+        except (OSError, IndexError): continue
+        if v.isdigit() and int(v) < 2**60: return int(v)
+        return None
+    return None
+
+def usable_memory_gb(cgroup="/sys/fs/cgroup"):
+    "RAM this process may use: the host's, capped by a cgroup v2 `memory.max` or v1 `memory.limit_in_bytes` (containers, CI, Colab)."
+    host = os.sysconf("SC_PAGE_SIZE")*os.sysconf("SC_PHYS_PAGES")
+    lim = _cgroup_value(f"{cgroup}/memory.max", f"{cgroup}/memory/memory.limit_in_bytes")
+    return round(min(host, lim or host)/2**30, 1)
+
+def usable_cores(cgroup="/sys/fs/cgroup"):
+    "CPU cores this process may use: its affinity mask, capped by a cgroup v2 `cpu.max` (or v1 cfs) quota."
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try: quota, period = Path(f"{cgroup}/cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        quota, period = _cgroup_value(f"{cgroup}/cpu/cpu.cfs_quota_us"), _cgroup_value(f"{cgroup}/cpu/cpu.cfs_period_us")
+    if str(quota).isdigit() and str(period).isdigit() and int(period): n = min(n, max(1, int(quota)//int(period)))
+    return n
+
+CPU_BASE_GB, CPU_ROW_GB = 1.8, 0.35   # cpu tier LoRA peak RSS ≈ base + rows × per-row (bench/bench_cpu_batch.py: 1.75 / 2.79 / 6.54 GB at batch 1 / 4 / 16)
+
+def cpu_batch(mem_gb, effective=8, share=0.5):
+    "(batch, grad_accum) for the cpu tier: the largest power-of-two batch ≤ `effective` whose peak fits `share` of `mem_gb`."
+    b = effective
+    while b > 1 and CPU_BASE_GB + CPU_ROW_GB*b > share*mem_gb: b //= 2
+    return b, max(1, effective//b)
+
+def _cpu_settings(mem_gb, bnb, cores=None):
     import torch
     bf = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    why = [f"没有 CUDA：在 CPU 上训练（{os.cpu_count()} 核，{mem_gb:.0f} GB 内存），用 cpu 档位的小模型",
+    cores = cores or usable_cores()
+    bs, ga = cpu_batch(mem_gb)
+    why = [f"没有 CUDA：在 CPU 上训练（可用 {cores} 核，可用内存 {mem_gb:.0f} GB，已按容器/cgroup 限制算），用 cpu 档位的小模型",
+           f"batch {bs} × 梯度累积 {ga}（等效 8）：峰值约 {CPU_BASE_GB} + {CPU_ROW_GB}×batch GB，不超过可用内存的一半"
+           + ("" if bs == 8 else "；内存不够 batch 8，用累积补足等效 batch"),
+           f"线程：torch 默认用全部 {os.cpu_count()} 个逻辑核；与容器配额不符时设 OMP_NUM_THREADS={cores}" if cores < (os.cpu_count() or cores) else f"线程：{cores} 核全部可用",
            "CPU 支持 bf16 指令（oneDNN）：矩阵乘用 bf16 autocast（本机 torch.mm 上 bf16 比 fp32 快数倍，见 bench/bench_train.py）；LoRA 时冻结的线性层权重一次存成 bf16，嵌入、归一化和适配器保持 fp32" if bf else "CPU 没有 bf16 指令：全程 fp32",
            "bitsandbytes 在 CPU 上可用：可选 QLoRA，但对 135M 的模型省下的内存不值得反量化的开销，默认 LoRA" if bnb else "bitsandbytes 不可用：只能 LoRA"]
     return dict(device="cpu", memory_gb=mem_gb, capability=None, bf16=bf, bitsandbytes=bnb, dtype="bfloat16" if bf else "float32",
-                method="lora", batch_size=8, grad_accum=1, reasons=why)
+                method="lora", batch_size=bs, grad_accum=ga, reasons=why)
+
+def mps_available():
+    "Apple silicon GPU through PyTorch's MPS backend (and no CUDA)."
+    import torch
+    return not torch.cuda.is_available() and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+def _mps_settings(mem_gb):
+    bs, ga = cpu_batch(mem_gb)
+    why = [f"Apple MPS（统一内存 {mem_gb:.0f} GB）：在 MPS 上训练 cpu 档位的小模型，或装得下的更大模型（LoRA）",
+           "float32：MPS 的 bf16 依赖 macOS 版本，fp16 混合精度在 MPS 上没有损失缩放的稳定支持；要试 16 位，自己设 compute_dtype",
+           "bitsandbytes 的 4-bit 在 MPS 上本书没有测过：不用 QLoRA", f"batch {bs} × 梯度累积 {ga}（等效 8），按统一内存的一半算"]
+    return dict(device="mps", memory_gb=mem_gb, capability=None, bf16=False, bitsandbytes=False, dtype="float32",
+                method="lora", batch_size=bs, grad_accum=ga, reasons=why)
 
 def _gpu_settings(g, bnb):
     bf, mem = bf16_ok(g["capability"]), g["memory_gb"]
@@ -203,5 +320,5 @@ def preflight(gpu=None):
     from playbook_lib.models import gpu_info
     g = gpu_info() if gpu is None else gpu
     if g: return Preflight(**_gpu_settings(g, bitsandbytes_works("cuda") if gpu is None else True))
-    mem = os.sysconf("SC_PAGE_SIZE")*os.sysconf("SC_PHYS_PAGES")/2**30
-    return Preflight(**_cpu_settings(round(mem, 1), bitsandbytes_works("cpu")))
+    if gpu is None and mps_available(): return Preflight(**_mps_settings(usable_memory_gb()))
+    return Preflight(**_cpu_settings(usable_memory_gb(), bitsandbytes_works("cpu")))

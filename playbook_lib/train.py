@@ -174,6 +174,8 @@ def _prompt_tokens(tok, messages):
 def check_config(cfg, tok=None, conversations=(), gpu=None):
     "Raise ConfigError, naming the fix, for combinations that cannot work; run before any model is loaded."
     from playbook_lib.plan import bf16_ok
+    if cfg.method == "qlora" and not gpu and _on_mps():
+        raise ConfigError("method=qlora 在 Apple MPS 上不可用（bitsandbytes 的 4-bit 在 MPS 上本书没有测过）。修法：method: lora")
     if cfg.method == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
         raise ConfigError("method=qlora 需要 bitsandbytes，但没有安装。修法：pip install 'bitsandbytes>=0.50'，或改用 method: lora")
     if gpu and cfg.compute_dtype == "bfloat16" and not bf16_ok(gpu["capability"]):
@@ -187,12 +189,18 @@ def check_config(cfg, tok=None, conversations=(), gpu=None):
     return cfg
 
 # %% ../nbs/02_train.ipynb #94b7d70a
+def _on_mps():
+    "Train on Apple silicon's MPS backend: it is there and there is no CUDA (PLAYBOOK_DEVICE=cpu keeps the CPU path)."
+    from playbook_lib.plan import mps_available
+    return os.environ.get("PLAYBOOK_DEVICE") != "cpu" and mps_available()
+
 def resolve_dtype(cfg, gpu=None):
     "Compute dtype for `cfg`: explicit, else bf16 on capability >= 8 GPUs or bf16-capable CPUs, fp16 on older GPUs, else fp32."
     import torch
     from playbook_lib.plan import bf16_ok
     if cfg.compute_dtype != "auto": return cfg.compute_dtype
     if gpu: return "bfloat16" if bf16_ok(gpu["capability"]) else "float16"
+    if _on_mps(): return "float32"   # see preflight(): 16-bit on MPS depends on the macOS version
     return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
 
 def has_unsloth():
@@ -244,7 +252,7 @@ def load_for_training(cfg, gpu=None, unsloth=True):
     if unsloth and gpu and has_unsloth() and cfg.method in ("lora", "qlora"): return (*_load_unsloth(cfg, model_source(cfg.model)[0]), True)
     weights = resolve_dtype(cfg, gpu) if gpu else "float32"  # on CPU: fp32 weights and bf16 autocast matmuls (LoRA: see below)
     model, tok = load_base(cfg.model, load_in_4bit=cfg.method == "qlora", dtype=weights)
-    if not gpu and cfg.method == "lora" and resolve_dtype(cfg) == "bfloat16":
+    if not gpu and not _on_mps() and cfg.method == "lora" and resolve_dtype(cfg) == "bfloat16":
         import torch
         precast_frozen_linears(model, torch.bfloat16)   # LoRA never updates them: cast once, not every step
     return model, tok, False
@@ -356,7 +364,7 @@ def sft_args(cfg, dtype, gpu=None, has_eval=True, progress=True):
         num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=2*cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum, max_length=cfg.max_length,
         packing=cfg.packing, train_sampling_strategy="group_by_length" if cfg.group_by_length and not cfg.packing else "random",
-        bf16=dtype == "bfloat16", fp16=dtype == "float16", use_cpu=not gpu,
+        bf16=dtype == "bfloat16", fp16=dtype == "float16", use_cpu=not gpu and not _on_mps(),
         eval_strategy="steps" if ev else "no", eval_steps=cfg.eval_steps or None, save_strategy="steps", save_steps=cfg.save_steps or 10**9,
         save_total_limit=2, logging_steps=1, prediction_loss_only=True, seed=cfg.seed, report_to=cfg.report_to, disable_tqdm=not progress,
         ddp_find_unused_parameters=False, ddp_backend="gloo" if multi and not gpu else None, dataloader_num_workers=0)
@@ -601,11 +609,12 @@ def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progre
     torch.manual_seed(cfg.seed)
     pc = None if is_peft else peft_config_for(cfg.method, cfg.r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules, cfg.num_virtual_tokens)
     timer, stopper = StepTimer(), StopWhenValLossRises(cfg.early_stopping_patience)
-    with quiet_ckpt_alias(): trainer = (SFTTrainer if gpu else _cpu_trainer_class())(model=model, args=sft_args(cfg, dtype, gpu, bool(va_c), progress), processing_class=tok, peft_config=pc,
-                         train_dataset=encode_dataset(tok, tr_c, cfg.max_length), callbacks=[timer, stopper] + ([] if gpu else [TrimHeap()]),
+    plain = gpu or _on_mps()   # CUDA and MPS: TRL's own trainer; the CPU trainer's prefix sharing and heap trimming are CPU engineering
+    with quiet_ckpt_alias(): trainer = (SFTTrainer if plain else _cpu_trainer_class())(model=model, args=sft_args(cfg, dtype, gpu, bool(va_c), progress), processing_class=tok, peft_config=pc,
+                         train_dataset=encode_dataset(tok, tr_c, cfg.max_length), callbacks=[timer, stopper] + ([] if plain else [TrimHeap()]),
                          eval_dataset=encode_dataset(tok, va_c, cfg.max_length) if va_c else None)
     _console_progress(trainer, progress)
-    if not gpu: trainer.share_prefix = cfg.share_prefix
+    if not plain: trainer.share_prefix = cfg.share_prefix
     tok0 = json.loads((Path(last)/"trainer_state.json").read_text())["log_history"][-1].get("num_tokens", 0) if last else 0
     with quiet_ckpt_alias(): trainer.train(resume_from_checkpoint=last)
     res = _result(trainer, cfg, timer, stopper, last, tok0)
