@@ -97,3 +97,17 @@ def test_smoke_cases_in_any_format_grade_text_answers(release, tmp_path, capsys)
     assert cli_serve([str(release), "--cases", str(f)]) == 2   # refused before the server starts
     err = capsys.readouterr().err
     assert "cases.jsonl" in err and "第 2 行" in err and "怎么办" in err
+
+
+def test_models_endpoint_is_as_the_chapter_says(release, tmp_path, monkeypatch):
+    "Issue 28.12: /v1/models returned 500 (CacheNotFound). The chapter documents it and health-checks /health; this keeps that claim true."
+    import urllib.error, urllib.request
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path/"no-hub-cache"))   # a machine whose Hugging Face cache does not exist yet
+    with serve(release) as srv:
+        assert urllib.request.urlopen(f"{srv.endpoint}/health", timeout=30).status == 200
+        try:
+            body = urllib.request.urlopen(f"{srv.endpoint}/v1/models", timeout=30).read().decode()
+            listed = [m["id"] for m in json.loads(body).get("data", [])]
+            assert srv.model not in listed, "transformers serve now lists preloaded local models: update 05b_serve's note"
+        except urllib.error.HTTPError as e:
+            assert e.code == 500
