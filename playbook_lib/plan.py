@@ -269,7 +269,7 @@ def usable_cores(cgroup="/sys/fs/cgroup"):
     if str(quota).isdigit() and str(period).isdigit() and int(period): n = min(n, max(1, int(quota)//int(period)))
     return n
 
-CPU_BASE_GB, CPU_ROW_GB = 1.8, 0.35   # cpu tier LoRA peak RSS ≈ base + rows × per-row (bench/bench_cpu_batch.py: 1.75 / 2.79 / 6.54 GB at batch 1 / 4 / 16)
+CPU_BASE_GB, CPU_ROW_GB = 1.5, 0.33   # cpu tier LoRA peak RSS ≈ base + rows × per-row: bench/bench_cpu_batch.py measured 1.77 / 2.77 / 6.61 GB at batch 1 / 4 / 16 (fit 1.46 + 0.322 b; 2-core AVX512-BF16 machine)
 
 def cpu_batch(mem_gb, effective=8, share=0.5):
     "(batch, grad_accum) for the cpu tier: the largest power-of-two batch ≤ `effective` whose peak fits `share` of `mem_gb`."
