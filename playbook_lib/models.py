@@ -244,6 +244,7 @@ class Markdown(str):
     @property
     def data(self): return str(self)
     def _repr_markdown_(self): return str(self)
+    def _repr_pretty_(self, p, cycle): p.text(str(self))   # IPython's text/plain: the table's text, not a quoted string
 
 def tiers_table():
     "The tier table as Markdown, rendered from `TIERS`."
