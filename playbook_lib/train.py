@@ -19,10 +19,10 @@ __all__ = ['METHODS', 'SCHEDULES', 'REPORT_TO', 'DTYPES', 'UNSLOTH_TARGETS', 'SP
            'check_config', 'resolve_dtype', 'has_unsloth', 'precast_frozen_linears', 'load_for_training',
            'keep_4bit_differentiable', 'conversations', 'encode_dataset', 'StopWhenValLossRises', 'StepTimer',
            'thp_allocations', 'TrimHeap', 'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb', 'param_counts',
-           'shared_prefix_len', 'prefix_shared_hidden', 'labelled_lm_loss', 'quiet_ckpt_alias', 'load_adapter',
-           'last_checkpoint', 'RunMismatchError', 'run_fingerprint', 'prior_run', 'train_sft', 'StepBar',
-           'specialist_dir', 'evaluate_tickets', 'load_specialist', 'train_specialist', 'sweep', 'plot_sweep',
-           'perplexity', 'hyperparam_table', 'cli_train']
+           'shared_prefix_len', 'prefix_shared_hidden', 'labelled_lm_loss', 'lm_logits', 'quiet_ckpt_alias',
+           'load_adapter', 'last_checkpoint', 'RunMismatchError', 'run_fingerprint', 'prior_run', 'train_sft',
+           'StepBar', 'specialist_dir', 'evaluate_tickets', 'load_specialist', 'train_specialist', 'sweep',
+           'plot_sweep', 'perplexity', 'hyperparam_table', 'cli_train']
 
 # %% ../nbs/02_train.ipynb #a5952898
 def _render(tok, messages, gen_prompt=False):
@@ -463,8 +463,18 @@ def labelled_lm_loss(model, input_ids, attention_mask=None, labels=None, positio
     else: h, start = model.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state, 0
     target = labels[:, start + 1:]
     keep = target != -100
-    logits = model.lm_head(h[:, :-1][keep])
+    logits = lm_logits(model, h[:, :-1][keep])
     return torch.nn.functional.cross_entropy(logits.float(), target[keep], reduction="sum"), keep.sum(), start
+
+def lm_logits(model, h):
+    """`model.lm_head(h)` plus what the model's own forward does after it: Cohere's `logit_scale`, Gemma-2/3's
+    `final_logit_softcapping` (tanh capping). Bypassing forward without these gives a silently wrong loss."""
+    import torch
+    logits = model.lm_head(h)
+    if (scale := getattr(model, "logit_scale", None)) is not None: logits = logits * scale
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    if (cap := getattr(cfg, "final_logit_softcapping", None)): logits = torch.tanh(logits / cap) * cap
+    return logits
 
 # %% ../nbs/02_train.ipynb #89dab5bc
 def _cpu_trainer_class():

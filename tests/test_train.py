@@ -428,3 +428,21 @@ def test_a_trained_adapter_names_its_hub_base_and_merges_into_a_readable_release
     card = (rel/"README.md").read_text()
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
     assert '"learning_rate": 0.01' in card and '"max_steps": 1' in card   # the training config train_sft wrote
+
+
+@pytest.mark.parametrize("family", ["gemma2", "cohere", "llama"])
+def test_cpu_loss_applies_the_models_own_logit_transform(family):
+    "Issue 29: labelled_lm_loss bypassed forward(), so Gemma-2's final_logit_softcapping and Cohere's logit_scale were skipped on CPU."
+    import torch
+    from transformers import AutoModelForCausalLM, CohereConfig, Gemma2Config, LlamaConfig
+    small = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    cfg = {"gemma2": lambda: Gemma2Config(**small, head_dim=8, final_logit_softcapping=2.0, attn_logit_softcapping=None),
+           "cohere": lambda: CohereConfig(**small, logit_scale=0.25), "llama": lambda: LlamaConfig(**small)}[family]()
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg).eval()
+    with torch.no_grad(): model.lm_head.weight.mul_(20)   # large logits, so a skipped softcap or scale changes the loss a lot
+    ids = torch.randint(0, 128, (2, 24)); labels = ids.clone(); labels[:, :10] = -100
+    with torch.no_grad():
+        full = model(input_ids=ids, labels=labels).loss
+        total, n, _ = T.labelled_lm_loss(model, ids, labels=labels, share_prefix=False)
+    assert torch.allclose(total/n, full, rtol=1e-4), (family, float(total/n), float(full))
