@@ -8,7 +8,6 @@ Docs: https://ft-playbook.github.io/specialist-playbook/plan.html.md"""
 from __future__ import annotations
 import importlib.util, math, os, logging
 from pathlib import Path
-logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 from dataclasses import dataclass, field, asdict
 
 # %% auto #0

@@ -592,13 +592,20 @@ def _start_fresh(out):
 def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progress=True, fresh=False):
     """Supervised fine-tuning with TRL: loss on assistant tokens only, checkpoints, resume, early stop; returns a TrainResult.
     Re-running the same config on the same data returns the finished result without training; a checkpoint in `output_dir`
-    from another config or dataset raises RunMismatchError; `fresh=True` discards what `output_dir` holds and starts over."""
+    from another config or dataset raises RunMismatchError; `fresh=True` discards what `output_dir` holds and starts over.
+    `progress=False` silences datasets' bars for this call only."""
+    import datasets
+    quiet = not progress and not datasets.are_progress_bars_disabled()
+    if quiet: datasets.disable_progress_bars()
+    try: return _train_sft(cfg, train_data, val_data, model, tokenizer, progress, fresh)
+    finally:
+        if quiet: datasets.enable_progress_bars()
+
+def _train_sft(cfg, train_data, val_data, model, tokenizer, progress, fresh):
     import torch
     from trl import SFTTrainer
     from playbook_lib.models import gpu_info, load_tokenizer
     from playbook_lib.plan import peft_config_for
-    if not progress:
-        import datasets; datasets.disable_progress_bars()
     gpu, tr_c, va_c = gpu_info(), conversations(train_data, cfg.n_train), conversations(val_data, cfg.n_val) if val_data is not None else []
     tok = tokenizer or load_tokenizer("cpu" if cfg.model == "tiny" else cfg.model)
     check_config(cfg, tok, tr_c, gpu)                                    # fail before the model is loaded

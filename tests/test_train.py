@@ -446,3 +446,13 @@ def test_cpu_loss_applies_the_models_own_logit_transform(family):
         full = model(input_ids=ids, labels=labels).loss
         total, n, _ = T.labelled_lm_loss(model, ids, labels=labels, share_prefix=False)
     assert torch.allclose(total/n, full, rtol=1e-4), (family, float(total/n), float(full))
+
+
+def test_quiet_training_and_planning_leave_process_state_as_they_found_it(tmp_path):
+    "Issue 29: train_sft(progress=False) turned datasets' bars off for good; importing plan set the whole bitsandbytes logger to ERROR."
+    import logging, datasets
+    import playbook_lib.plan  # noqa: F401
+    assert logging.getLogger("bitsandbytes").level == logging.NOTSET
+    datasets.enable_progress_bars()
+    train_sft(tiny_cfg(tmp_path, max_steps=1), toy(4), progress=False)
+    assert not datasets.are_progress_bars_disabled()
