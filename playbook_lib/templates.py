@@ -202,11 +202,13 @@ def family_tokenizer(family, cache=True):
 def _import_skipping_init(modname, pkg):
     "Import `pkg.sub.mod` without running `pkg/__init__.py` (dashscope's imports aiohttp & co., which a tokenizer does not need)."
     import importlib, sys, types
-    if pkg not in sys.modules:
-        root = _pkg_file(pkg)
-        for name in [pkg] + [".".join(modname.split(".")[:i]) for i in range(2, len(modname.split(".")))]:
-            m = types.ModuleType(name); m.__path__ = [str(root.joinpath(*name.split(".")[1:]))]; sys.modules.setdefault(name, m)
-    return importlib.import_module(modname)
+    if pkg in sys.modules: return importlib.import_module(modname)
+    root, before = _pkg_file(pkg), set(sys.modules)
+    for name in [pkg] + [".".join(modname.split(".")[:i]) for i in range(2, len(modname.split(".")))]:
+        m = types.ModuleType(name); m.__path__ = [str(root.joinpath(*name.split(".")[1:]))]; sys.modules.setdefault(name, m)
+    try: return importlib.import_module(modname)
+    finally:   # the stubs, and what was imported under them, leave sys.modules: a later `import dashscope` gets the real package
+        for name in [n for n in sys.modules if (n == pkg or n.startswith(pkg + ".")) and n not in before]: del sys.modules[name]
 
 def _split_system(messages):
     sys_ = [m["content"] for m in messages if m["role"] == "system"]

@@ -115,3 +115,14 @@ def test_the_install_hint_pins_what_the_checkout_installs():
     pinned = [l.strip() for l in (Path(__file__).parents[1]/"tools/requirements-nodeps.txt").read_text().splitlines()
               if l.strip() and not l.startswith("#")]
     assert sorted(pinned) == sorted(REFERENCE_PACKAGES)
+
+
+def test_the_qwen_reference_encoder_leaves_no_stub_package_behind():
+    "Issue 29: importing dashscope's tokenizer without its __init__ left stub `dashscope` modules in sys.modules."
+    import subprocess, sys
+    code = ("import sys\nfrom playbook_lib.templates import vendor_encoder\n"
+            "enc = vendor_encoder('qwen2.5')\nids = enc([{'role': 'user', 'content': 'hi'}, {'role': 'assistant', 'content': 'ok'}])\n"
+            "print(len(ids) > 0, [n for n in sys.modules if n == 'dashscope' or n.startswith('dashscope.')])\n"
+            "print(len(enc([{'role': 'user', 'content': 'again'}, {'role': 'assistant', 'content': 'fine'}])) > 0)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.stdout.split("\n")[:2] == ["True []", "True"], r.stdout + r.stderr[-2000:]
