@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from .templates import role_problems, check_chat_template, family_tokenizer, TEMPLATE_FACTS
+from .models import short_path
 
 # %% auto #0
 __all__ = ['FORMATS', 'SHAREGPT_ROLES', 'DATA_CODES', 'INPUT_CODES', 'PII_PATTERNS', 'SPECIAL_LITERALS', 'REPAIRABLE',
@@ -688,7 +689,7 @@ def cli_check_data(argv=None):
         from playbook_lib.cli import print_failure
         return print_failure(e, "按报错里的文件名和行号改正（支持 messages / alpaca / sharegpt 三种 JSONL），或换一个 --model", 2)
     others = {Path(p).stem: read_examples(p)[0] for p in (a.against if a.against is not None else _siblings(path))}
-    rep = lint(exs, tokenizer=tok, schema=a.schema, others=others, name=str(path), input_problems=problems)
+    rep = lint(exs, tokenizer=tok, schema=a.schema, others=others, name=short_path(path), input_problems=problems)
     res = clean(exs, rep, out=a.clean, rejects=a.rejects or path.with_suffix(".rejects.jsonl"), drop=a.drop, max_drop=a.max_drop)
     sample = exs[:a.max_examples]
     trep = check_chat_template(tok, [e["messages"] for e in sample], facts=family, name=a.model,

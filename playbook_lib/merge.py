@@ -47,14 +47,14 @@ def nf4_roundtrip_(model, double_quant=True, blocksize=64, skip=("lm_head",)):
 class MergeError(RuntimeError):
     "A merge could not be done or failed its checks; the message says why and what to do."
 
-from .models import _sha256  # one file hasher for the model cache and the release
+from .models import _sha256, short_path  # one file hasher for the model cache and the release
 
 def read_adapter(adapter_dir):
     "The adapter's config (dict) and weights (state dict), with clear errors for missing or corrupt files."
     from safetensors.torch import load_file
     d = Path(adapter_dir)
     cfg_f, w_f = d/"adapter_config.json", d/"adapter_model.safetensors"
-    if not d.is_dir(): raise MergeError(f"适配器目录不存在：{d}")
+    if not d.is_dir(): raise MergeError(f"适配器目录不存在：{short_path(d)}")
     if not cfg_f.exists(): raise MergeError(f"{d} 里没有 adapter_config.json：这不是 PEFT 适配器目录，或者保存没完成")
     if not w_f.exists(): raise MergeError(f"{d} 里没有 adapter_model.safetensors：适配器权重缺失")
     try: cfg = json.loads(cfg_f.read_text())
@@ -149,7 +149,7 @@ class MergeReport:
     def ok(self): return (self.max_logit_diff <= self.atol and self.greedy_identical and self.lora_modules_left == 0
                           and self.reload_max_diff <= self.atol and self.template_ok)
     def _repr_markdown_(self):
-        rows = [("输出目录", f"`{self.out_dir}`"), ("基座", f"`{self.base}`"), ("适配器", f"`{self.adapter}`"),
+        rows = [("输出目录", f"`{short_path(self.out_dir)}`"), ("基座", f"`{short_path(self.base)}`"), ("适配器", f"`{short_path(self.adapter)}`"),
                 ("策略 / 精度", f"{self.strategy} / {self.dtype}"), ("最大 \\|Δlogit\\|", f"{self.max_logit_diff:.2e}（阈值 {self.atol:g}）"),
                 ("贪心输出一致", "✅" if self.greedy_identical else "❌"), ("残留 LoRA 模块", self.lora_modules_left),
                 ("落盘后重载 \\|Δlogit\\|", f"{self.reload_max_diff:.2e}"),
@@ -168,8 +168,10 @@ def model_card(report, adapter_cfg, data_hashes=None, train_config=None, eval_re
     front = f"---\nbase_model: {report.base}\nlibrary_name: transformers\ntags: [playbook, lora, merged]\n---\n"
     sec = lambda title, obj: f"\n## {title}\n\n```json\n{json.dumps(obj, ensure_ascii=False, indent=1, default=str)}\n```\n"
     checks = {k: v for k, v in asdict(report).items() if k not in ("out_dir",)}
+    paths = ("adapter", "base", "output_dir", "train_data", "val_data")   # named without this machine's prefix
+    checks, train_config = ({k: short_path(v) if k in paths and isinstance(v, str) else v for k, v in d.items()} for d in (checks, train_config or {}))
     return (front + f"# 合并后的专家模型\n\n基座 `{report.base}` + LoRA 适配器 `{Path(report.adapter).name}`，"
-            f"以 `{report.strategy}` 策略合并为 {report.dtype}。\n" + sec("适配器", dict(path=report.adapter, sha256=report.adapter_sha256, **lora))
+            f"以 `{report.strategy}` 策略合并为 {report.dtype}。\n" + sec("适配器", dict(path=short_path(report.adapter), sha256=report.adapter_sha256, **lora))
             + sec("数据（sha256）", data_hashes or {}) + sec("训练配置", train_config or {}) + sec("评测结果", eval_results or {})
             + sec("合并校验", checks))
 
@@ -259,7 +261,7 @@ def merge_adapter(base, # tier name, model id or directory of the base; or a loa
     "Merge a LoRA adapter into a 16/32-bit base, verify it against adapter+base, and publish it atomically."
     out, t0 = Path(out_dir), time.perf_counter()
     if strategy not in STRATEGIES: raise ValueError(f"strategy 只能是 {STRATEGIES}，收到 {strategy!r}")
-    if out.exists() and not overwrite: raise FileExistsError(f"{out} 已存在；确认要替换请传 overwrite=True（命令行 --overwrite）")
+    if out.exists() and not overwrite: raise FileExistsError(f"{short_path(out)} 已存在；确认要替换请传 overwrite=True（命令行 --overwrite）")
     cfg, sd = read_adapter(adapter_dir)
     model, base_tok = load_merge_base(base, dtype)
     check_adapter_matches(model, cfg, sd, strict_base)

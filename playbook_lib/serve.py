@@ -11,11 +11,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['transformers_serve_command', 'vllm_command', 'free_port', 'ServeError', 'Server', 'serve', 'RequestMonitor',
-           'SmokeReport', 'smoke_case', 'grade_answer', 'smoke_test', 'MonitorSummary', 'summarize', 'plot_monitor',
-           'retrain_signals', 'cli_serve']
+__all__ = ['shell_command', 'transformers_serve_command', 'vllm_command', 'free_port', 'ServeError', 'Server', 'serve',
+           'RequestMonitor', 'SmokeReport', 'smoke_case', 'grade_answer', 'smoke_test', 'MonitorSummary', 'summarize',
+           'plot_monitor', 'retrain_signals', 'cli_serve']
 
 # %% ../nbs/05b_serve.ipynb #58237bef
+def shell_command(argv):
+    "`argv` as one line to paste into a shell: quoted, and this interpreter shown as `python` when that is what PATH runs."
+    import shlex, shutil
+    exe = shutil.which("python")
+    if argv and argv[0] == sys.executable and exe and os.path.realpath(exe) == os.path.realpath(sys.executable) \
+            and Path(exe).parent == Path(sys.executable).parent:
+        argv = ["python", *argv[1:]]
+    return shlex.join(str(x) for x in argv)
+
 def transformers_serve_command(model_dir, port=8000, host="127.0.0.1"):
     "argv that runs `transformers serve` preloading `model_dir` on CPU, bound to `host`."
     return [sys.executable, "-m", "transformers.cli.transformers", "serve", str(model_dir),
@@ -241,8 +250,8 @@ def cli_serve(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.print_command:
         loras = dict(x.split("=", 1) for x in a.lora) or None
-        print(" ".join(transformers_serve_command(a.model_dir, a.port or 8000, a.host)))
-        print(" ".join(vllm_command(a.model_dir, a.port or 8000, a.host, loras=loras)))
+        print(shell_command(transformers_serve_command(a.model_dir, a.port or 8000, a.host)))
+        print(shell_command(vllm_command(a.model_dir, a.port or 8000, a.host, loras=loras)))
         return 0
     cases = None
     if a.cases:   # read and check the cases before the (slow) server start: a bad line names the file and line

@@ -10,6 +10,7 @@ import html, itertools, json, os, re, shutil, tempfile
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from .train import encode_chat, assistant_spans
+from .models import short_path
 
 # %% auto #0
 __all__ = ['TEMPLATE_FACTS_CHECKED', 'TEMPLATE_FACTS', 'CHAT_TEMPLATES', 'REFERENCE_PACKAGES', 'REFERENCE_INSTALL', 'ISSUES',
@@ -575,7 +576,7 @@ def check_chat_template(tok, conversations, facts=None, reference=None, saved=No
     if saved is not None:
         st = _as_tokenizer(saved); others["保存的分词器"] = lambda m: encode(st, m)["input_ids"]
     mf = parse_modelfile(modelfile) if modelfile else None
-    rep = TemplateReport(name or getattr(tok, "name_or_path", None) or type(tok).__name__, len(convs), parity=list(others) + ["Modelfile"]*bool(mf))
+    rep = TemplateReport(name or short_path(getattr(tok, "name_or_path", None)) or type(tok).__name__, len(convs), parity=list(others) + ["Modelfile"]*bool(mf))
     rep.issues += _template_level(tok, convs, facts, mf, stop_tokens)
     for k, msgs in enumerate(convs):
         issues, frac, ids = _check_one(tok, msgs, k, facts, encode)

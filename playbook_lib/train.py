@@ -51,7 +51,7 @@ def encode_chat(tok, messages, max_length=None):
 import json, math, resource, time, importlib.util, difflib, contextlib
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
-from .models import _NoHubKernelNotice  # noqa: F401  importing models filters bitsandbytes' Hub-kernel notice before peft imports it
+from .models import _NoHubKernelNotice, short_path  # noqa: F401  importing models filters bitsandbytes' Hub-kernel notice before peft imports it
 
 # %% ../nbs/02_train.ipynb #1a710a1d
 METHODS = ("full", "lora", "qlora", "ia3", "ptuning")
@@ -514,9 +514,16 @@ def quiet_ckpt_alias():
         yield
 
 def load_adapter(model, path, **kw):
-    "`PeftModel.from_pretrained(model, path, **kw)` without that FutureWarning: every chapter loads adapters through this."
+    """`PeftModel.from_pretrained(model, path, **kw)` without that FutureWarning: every chapter loads adapters through this.
+    In memory the adapter's config names the base this process actually loaded (its local directory, as PEFT records
+    it on its own), so saving it again (continued training) reads that config.json instead of looking the recorded Hub
+    id up over the network (offline: two UserWarnings per save). The saved file still gets the Hub id (`_record_base_id`)."""
     from peft import PeftModel
-    with quiet_ckpt_alias(): return PeftModel.from_pretrained(model, str(path), **kw)
+    with quiet_ckpt_alias(): pm = PeftModel.from_pretrained(model, str(path), **kw)
+    local = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
+    if local and (Path(local)/"config.json").exists():
+        for c in pm.peft_config.values(): c.base_model_name_or_path = local
+    return pm
 
 def last_checkpoint(output_dir, log=print):
     "The newest complete checkpoint in `output_dir` (None if there is none); newer half-written ones are removed."
@@ -576,10 +583,10 @@ def prior_run(cfg, fp, last):
         raise RunMismatchError(f"{out} 里有检查点 {Path(last).name}，却没有 run_fingerprint.json，无法确认它来自同一配置、同一份数据；"
                                f"续训可能把两次训练混在一起")
     if diff := _fingerprint_diff(old, fp, ignore=_MAY_CHANGE_ON_RESUME):
-        raise RunMismatchError(f"{out} 里的检查点 {Path(last).name} 来自另一次训练，续训会把两次混在一起。不同之处：{'；'.join(diff)}")
+        raise RunMismatchError(f"{short_path(out)} 里的检查点 {Path(last).name} 来自另一次训练，续训会把两次混在一起。不同之处：{'；'.join(diff)}")
     step = int(Path(last).name[11:])
     if cfg.max_steps > 0 and step >= cfg.max_steps:
-        raise RunMismatchError(f"{out} 里的检查点 {Path(last).name} 已经训到第 {step} 步，不少于这次的 max_steps={cfg.max_steps}，没有剩下的步可训（要训更久就调大 max_steps）")
+        raise RunMismatchError(f"{short_path(out)} 里的检查点 {Path(last).name} 已经训到第 {step} 步，不少于这次的 max_steps={cfg.max_steps}，没有剩下的步可训（要训更久就调大 max_steps）")
     return None
 
 def _start_fresh(out):
@@ -834,7 +841,7 @@ def cli_train(argv=None):
         from playbook_lib.cli import print_failure
         return print_failure(e, code=2)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"完成：{res.steps} 步，训练损失 {res.train_loss:.4f}，验证损失 {'—' if res.eval_loss is None else f'{res.eval_loss:.4f}'}，{res.tokens_per_s:.0f} token/s，输出 {res.output_dir}")
+        print(f"完成：{res.steps} 步，训练损失 {res.train_loss:.4f}，验证损失 {'—' if res.eval_loss is None else f'{res.eval_loss:.4f}'}，{res.tokens_per_s:.0f} token/s，输出 {short_path(res.output_dir)}")
     return 0
 
 if __name__ == "__main__" and "__file__" in globals():  # `python -m playbook_lib.train config.yaml` (e.g. under accelerate launch)
