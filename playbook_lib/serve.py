@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['shell_command', 'transformers_serve_command', 'vllm_command', 'free_port', 'ServeError', 'Server', 'serve',
-           'RequestMonitor', 'SmokeReport', 'smoke_case', 'grade_answer', 'smoke_test', 'MonitorSummary', 'summarize',
-           'plot_monitor', 'retrain_signals', 'cli_serve']
+__all__ = ['shell_command', 'transformers_serve_command', 'vllm_command', 'release_base', 'free_port', 'ServeError', 'Server',
+           'serve', 'RequestMonitor', 'SmokeReport', 'smoke_case', 'grade_answer', 'smoke_test', 'MonitorSummary',
+           'summarize', 'plot_monitor', 'retrain_signals', 'cli_serve']
 
 # %% ../nbs/05b_serve.ipynb #58237bef
 def shell_command(argv):
@@ -31,12 +31,17 @@ def transformers_serve_command(model_dir, port=8000, host="127.0.0.1"):
             "--host", host, "--port", str(port), "--device", "cpu", "--dtype", "auto", "--log-level", "warning"]
 
 def vllm_command(model_dir, port=8000, host="127.0.0.1", loras=None, max_lora_rank=64):
-    "The vLLM command for a GPU: serve `model_dir`, optionally with several LoRA adapters {name: dir} on one base."
-    cmd = ["vllm", "serve", str(model_dir), "--host", host, "--port", str(port), "--served-model-name", Path(model_dir).name]
+    "The vLLM command for a GPU: serve `model_dir` (a merged model), or with `loras` {name: dir} the *base* `model_dir` with several adapters."
+    cmd = ["vllm", "serve", str(model_dir), "--host", host, "--port", str(port), "--served-model-name", Path(str(model_dir)).name]
     if loras:
         cmd += ["--enable-lora", "--max-loras", str(len(loras)), "--max-lora-rank", str(max_lora_rank), "--lora-modules"]
         cmd += [f"{name}={path}" for name, path in loras.items()]
     return cmd
+
+def release_base(model_dir):
+    "The base model a merged release was built from (its merge_report.json), or None when the directory has no report."
+    f = Path(model_dir)/"merge_report.json"
+    return json.loads(f.read_text(encoding="utf-8")).get("base") if f.exists() else None
 
 def free_port(host="127.0.0.1"):
     "A TCP port that is free on `host` right now."
@@ -245,13 +250,20 @@ def cli_serve(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", type=int, default=0, metavar="N", help="启动后用 N 条用例做冒烟测试（默认黄金集，或 --cases 的前 N 条），然后停止")
     p.add_argument("--cases", default=None, metavar="JSONL", help="冒烟用例文件（messages/alpaca/sharegpt/dolly 格式；最后一轮 assistant 是标准答案）")
     p.add_argument("--monitor", default=None, help="把每个请求记录到这个 JSONL 文件")
-    p.add_argument("--lora", action="append", default=[], metavar="NAME=DIR", help="与 --print-command 一起用：vLLM 多 LoRA 挂载")
+    p.add_argument("--lora", action="append", default=[], metavar="NAME=DIR", help="与 --print-command 一起用：vLLM 多 LoRA 挂载（挂在基座上）")
+    p.add_argument("--base", default=None, help="多 LoRA 挂载用的基座（默认读 model_dir/merge_report.json 里的 base）")
     p.add_argument("--print-command", action="store_true", help="只打印 transformers serve 与 vLLM 的命令，不启动")
     a = p.parse_args(argv)
     if a.print_command:
-        loras = dict(x.split("=", 1) for x in a.lora) or None
+        bad = [x for x in a.lora if "=" not in x]
+        if bad: print(f"--lora 要写成 NAME=DIR：{bad[0]!r}", file=sys.stderr); return 2
+        loras = dict(x.split("=", 1) for x in a.lora)
+        base = a.base or release_base(a.model_dir)
+        if loras and not base:
+            print(f"{a.model_dir} 里没有 merge_report.json，不知道基座是哪个：多 LoRA 挂载请用 --base 指明基座", file=sys.stderr); return 2
         print(shell_command(transformers_serve_command(a.model_dir, a.port or 8000, a.host)))
-        print(shell_command(vllm_command(a.model_dir, a.port or 8000, a.host, loras=loras)))
+        print(shell_command(vllm_command(a.model_dir, a.port or 8000, a.host)))   # the merged model, on a GPU
+        if loras: print(shell_command(vllm_command(base, a.port or 8000, a.host, loras=loras)))   # adapters attach to the base
         return 0
     cases = None
     if a.cases:   # read and check the cases before the (slow) server start: a bad line names the file and line

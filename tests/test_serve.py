@@ -65,6 +65,23 @@ def test_vllm_multi_lora_command():
     assert cmd[cmd.index("--max-loras") + 1] == "2"
 
 
+def test_print_command_attaches_loras_to_the_base(release, tmp_path, capsys):
+    "The multi-LoRA vLLM line serves the base the release was merged from, never the merged model (issue 23, item 9)."
+    import shlex
+    assert cli_serve([str(release), "--print-command", "--lora", "a=/x", "--lora", "b=/y"]) == 0
+    lines = [shlex.split(l) for l in capsys.readouterr().out.splitlines()]
+    base = json.loads((release/"merge_report.json").read_text())["base"]
+    assert len(lines) == 3 and lines[1][:3] == ["vllm", "serve", str(release)] and "--enable-lora" not in lines[1]
+    assert lines[2][:3] == ["vllm", "serve", base] and base != str(release) and lines[2][-2:] == ["a=/x", "b=/y"]
+    assert cli_serve([str(release), "--print-command", "--lora", "a=/x", "--base", "org/other"]) == 0
+    assert shlex.split(capsys.readouterr().out.splitlines()[2])[2] == "org/other"
+    (tmp_path/"bare").mkdir()   # a model directory without merge_report.json: the base must be named
+    assert cli_serve([str(tmp_path/"bare"), "--print-command", "--lora", "a=/x"]) == 2
+    assert "--base" in capsys.readouterr().err
+    assert cli_serve([str(release), "--print-command", "--lora", "no-equals-sign"]) == 2
+    assert "NAME=DIR" in capsys.readouterr().err
+
+
 def test_summary_and_signals():
     recs = [dict(ts=float(i), latency_s=float(i + 1), prompt_tokens=10, completion_tokens=10, outcome="ok", accepted=True) for i in range(10)]
     base = summarize(recs)
