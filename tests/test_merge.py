@@ -74,8 +74,27 @@ def test_release_contents(tiny, adapter, tmp_path):
     mf = (out/"Modelfile").read_text()
     assert 'PARAMETER stop "<|im_end|>"' in mf and "TEMPLATE" in mf and "{{ .Content }}" in mf
     card = (out/"README.md").read_text()
-    assert rep.adapter_sha256 in card and "train.jsonl" in card
+    assert rep.adapter_sha256 in card
+    # a hand-made adapter has no training record: the card says so instead of printing empty braces
+    assert "## 训练数据（sha256）\n\n（未记录）" in card and "{}" not in card
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left
+
+
+def test_card_records_the_real_run(tiny, tmp_path):
+    "The model card names the data the adapter was trained on (not every file under data/), its config, the base's pin and eval results (issue 23, item 10)."
+    from playbook_lib.merge import record_eval
+    from playbook_lib.train import TrainConfig, train_sft
+    cfg = TrainConfig(model="tiny", max_steps=1, batch_size=2, n_train=4, n_val=2, eval_steps=0, save_steps=0, output_dir=str(tmp_path/"a"))
+    train_sft(cfg, "train", "val", model=tiny_model(seed=0)[0], tokenizer=tiny[1], progress=False)
+    merge_adapter(tiny, tmp_path/"a", tmp_path/"m")
+    fp = json.loads((tmp_path/"a"/"run_fingerprint.json").read_text())
+    card = (tmp_path/"m"/"README.md").read_text()
+    assert fp["train_sha256"] in card and fp["val_sha256"] in card and "golden" not in card.split("## 训练数据")[1].split("## ")[0]
+    assert '"max_steps": 1' in card and "## 评测结果\n\n（未记录）" in card and "## 基座版本" in card
+    record_eval(tmp_path/"m", dict(golden_pass=0.5, golden_cases=2))
+    card2 = (tmp_path/"m"/"README.md").read_text()
+    assert '"golden_pass": 0.5' in card2 and card2.split("## 评测结果")[0] == card.split("## 评测结果")[0]
+    assert card2.split("## 合并校验")[1] == card.split("## 合并校验")[1]
 
 
 def _qlora_adapter(base_dir, out, steps=3):
