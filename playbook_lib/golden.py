@@ -110,7 +110,7 @@ def check_case(case, output, base=None, rubric_judge=None):
     return dict(id=case["id"], tags=case.get("tags", []), passed=not fails, failed=fails, rubric=rubric, output=output)
 
 # %% ../nbs/04b_golden.ipynb #efde1805
-def endpoint_generate(conversations, endpoint=None, model="gpt-4o-mini", api_key=None, max_tokens=256, concurrency=8):
+def endpoint_generate(conversations, endpoint=None, model="gpt-4.1-mini", api_key=None, max_tokens=256, concurrency=8):
     "Greedy answers from an OpenAI-compatible endpoint (bounded concurrency, retries on 429/5xx)."
     from concurrent.futures import ThreadPoolExecutor
     from playbook_lib.judge import openai_client, chat_once, Usage
@@ -124,7 +124,7 @@ def make_generator(model_or_endpoint, max_new_tokens=256, batch_size=16, endpoin
     if callable(m): return m
     if isinstance(m, str): m = dict(endpoint=m)
     if isinstance(m, dict):
-        return lambda convs: endpoint_generate(convs, m["endpoint"], m.get("model") or endpoint_model or "gpt-4o-mini",
+        return lambda convs: endpoint_generate(convs, m["endpoint"], m.get("model") or endpoint_model or "gpt-4.1-mini",
                                                m.get("api_key"), max_new_tokens)
     from playbook_lib.models import chat_generate
     model, tok = m
@@ -233,7 +233,7 @@ def cli_golden(argv=None):
     p.add_argument("--model", default="cpu", help="本地模型：档位名、模型 id 或目录（默认 cpu）")
     p.add_argument("--adapter", default=None, help="LoRA 适配器目录（PEFT）")
     p.add_argument("--endpoint", default=None, help="改用 OpenAI 兼容端点（密钥读 OPENAI_API_KEY）")
-    p.add_argument("--endpoint-model", default="gpt-4o-mini", help="端点上的模型名")
+    p.add_argument("--endpoint-model", default="gpt-4.1-mini", help="端点上的模型名")
     p.add_argument("--baseline", default=None, help="基线报告 JSON；有退步则退出码为 1")
     p.add_argument("--max-drop", type=float, default=0.0, help="允许的通过率下降（0.02 即 2 个百分点）")
     p.add_argument("--max-regressions", type=int, default=None, help="允许退步的用例条数上限（默认不限，只看通过率）")

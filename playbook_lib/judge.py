@@ -110,21 +110,27 @@ def _retryable(e):
 class Usage:
     "Requests sent and tokens used by one run (cache hits cost nothing)."
     requests: int = 0; retries: int = 0; cache_hits: int = 0; prompt_tokens: int = 0; completion_tokens: int = 0
+    served: dict = field(default_factory=dict)   # exact model version the endpoint reported (response.model) -> replies
     def add(self, **kw):
         with _USAGE_LOCK:
             for k, v in kw.items(): setattr(self, k, getattr(self, k) + v)
+    def saw(self, version):
+        "Count one reply from model `version` (the endpoint's own name for it, e.g. a dated snapshot)."
+        with _USAGE_LOCK: self.served[version] = self.served.get(version, 0) + 1
 
 _USAGE_LOCK = threading.Lock()
 
 # %% ../nbs/04_eval.ipynb #18148aec
 def chat_once(client, model, messages, params, usage, retries=5, backoff=0.5):
-    "One chat completion with backoff on 429/5xx/timeouts; returns (text, prompt_tokens, completion_tokens)."
+    "One chat completion with backoff on 429/5xx/timeouts; returns (text, prompt_tokens, completion_tokens, served model version)."
     for attempt in range(retries + 1):
         try:
             usage.add(requests=1)
             r = client.chat.completions.create(model=model, messages=messages, **params)
             u = r.usage
-            return r.choices[0].message.content or "", (u.prompt_tokens if u else 0), (u.completion_tokens if u else 0)
+            served = getattr(r, "model", None) or model   # what answered: a dated snapshot behind an alias like gpt-4.1
+            usage.saw(served)
+            return r.choices[0].message.content or "", (u.prompt_tokens if u else 0), (u.completion_tokens if u else 0), served
         except Exception as e:
             if attempt == retries or not _retryable(e): raise
             usage.add(retries=1)
@@ -135,10 +141,10 @@ def cached_chat(client, cache, model, messages, params, usage, **kw):
     key = JudgeCache.key(model, messages, params)
     with cache.key_lock(key):
         if (hit := cache.get(key)) is not None:
-            usage.add(cache_hits=1); return hit["reply"], True
-        text, pt, ct = chat_once(client, model, messages, params, usage, **kw)
+            usage.add(cache_hits=1); usage.saw(hit.get("served") or hit.get("model") or model); return hit["reply"], True
+        text, pt, ct, served = chat_once(client, model, messages, params, usage, **kw)
         usage.add(prompt_tokens=pt, completion_tokens=ct)
-        cache.put(dict(key=key, model=model, reply=text, prompt_tokens=pt, completion_tokens=ct, ts=time.time()))
+        cache.put(dict(key=key, model=model, served=served, reply=text, prompt_tokens=pt, completion_tokens=ct, ts=time.time()))
     return text, False
 
 # %% ../nbs/04_eval.ipynb #fd14d84a
@@ -198,9 +204,10 @@ class JudgeReport:
         pc = "—" if self.position_consistency is None else f"{self.position_consistency:.0%}"
         lp = "—" if self.length_preference is None else f"{self.length_preference:.0%}"
         u = self.usage
+        who = self.judge + (f"（实际版本：{', '.join(sorted(u.served))}）" if u.served and set(u.served) != {self.judge} else "")
         wr = f"{self.win_rate:.1%} [{self.ci[0]:.1%}, {self.ci[1]:.1%}]{'（Wilson）' if self.ci_method == 'wilson' else ''}" if self.n else f"—（{self.invalid} 对全部无效，没有可算胜率的判决）"
         return (f"| 裁判 | A 胜 / 平 / 负 / 无效 | A 的胜率 (95% CI) | 位置一致率 | 偏好更长回答 | 请求 / 缓存命中 | tokens 入/出 | 费用 |\n"
-                f"|---|---|---|---|---|---|---|---|\n| {self.judge} | {self.wins} / {self.ties} / {self.losses} / {self.invalid} | "
+                f"|---|---|---|---|---|---|---|---|\n| {who} | {self.wins} / {self.ties} / {self.losses} / {self.invalid} | "
                 f"{wr} | {pc} | {lp} | {u.requests} / {u.cache_hits} | "
                 f"{u.prompt_tokens} / {u.completion_tokens} | ${self.cost_usd:.4f} |")
 
@@ -237,7 +244,7 @@ def default_judge_cache():
     from playbook_lib.models import cache_root
     return cache_root()/"judge"/"cache.jsonl"
 
-def pairwise_judge(items, answers_a, answers_b, endpoint=None, model="gpt-4o", api_key=None, cache=None,
+def pairwise_judge(items, answers_a, answers_b, endpoint=None, model="gpt-4.1", api_key=None, cache=None,
                    concurrency=8, temperature=0.0, max_tokens=512, price=(0.0, 0.0), retries=5, backoff=0.5,
                    timeout=60.0, system=JUDGE_SYSTEM, template=JUDGE_TEMPLATE, client=None):
     """Judge A vs B on every item in both orders (MT-Bench rules) through an OpenAI-compatible endpoint.
@@ -284,10 +291,12 @@ def reference_oracle(reference, a, b):
 # %% ../nbs/04_eval.ipynb #03119cd4
 class ScriptedJudgeServer:
     "A loopback OpenAI-compatible judge with scripted behaviour: for tests, benchmarks and offline chapters."
-    def __init__(self, verdict="oracle", malformed=0.0, fail=0.0, delay=0.0, seed=0, oracle=reference_oracle, respond=None, api_key=None):
+    def __init__(self, verdict="oracle", malformed=0.0, fail=0.0, delay=0.0, seed=0, oracle=reference_oracle, respond=None, api_key=None, served_as=None):
         # verdict: first (position-biased), second, tie, longer, oracle; malformed/fail: probabilities; delay: seconds;
-        # api_key: when set, a request without `Authorization: Bearer <api_key>` gets 401 as from OpenAI
+        # api_key: when set, a request without `Authorization: Bearer <api_key>` gets 401 as from OpenAI;
+        # served_as: the model version the replies name (as OpenAI answers an alias with a dated snapshot); default: the requested name
         self.verdict, self.malformed, self.fail, self.delay, self.api_key = verdict, malformed, fail, delay, api_key
+        self.served_as = served_as
         self.oracle, self.respond, self.rng, self.lock = oracle, respond, random.Random(seed), threading.Lock()
         self.requests, self.failures = 0, 0
     def decide(self, messages):
@@ -326,7 +335,7 @@ def _handler(srv):
             text = srv.decide(req.get("messages", []))
             pt = sum(len(m.get("content") or "") for m in req.get("messages", []))//2
             self._send(200, {"id": f"chatcmpl-{srv.requests}", "object": "chat.completion", "created": int(time.time()),
-                             "model": req.get("model", "scripted"), "choices": [{"index": 0, "finish_reason": "stop",
+                             "model": srv.served_as or req.get("model", "scripted"), "choices": [{"index": 0, "finish_reason": "stop",
                              "message": {"role": "assistant", "content": text}}],
                              "usage": {"prompt_tokens": pt, "completion_tokens": len(text)//2, "total_tokens": pt + len(text)//2}})
     return H
@@ -435,7 +444,7 @@ def cli_judge(argv=None):
     import argparse
     p = argparse.ArgumentParser(prog="playbook judge", description="成对比较两组回答（模型裁判，正反两种顺序），或导出/导入真人盲测表")
     p.add_argument("pairs", help="JSONL，每行含 question、a、b（可选 reference）")
-    p.add_argument("--model", default=os.environ.get("PLAYBOOK_JUDGE_MODEL", "gpt-4o"), help="裁判模型名")
+    p.add_argument("--model", default=os.environ.get("PLAYBOOK_JUDGE_MODEL", "gpt-4.1"), help="裁判模型名")
     p.add_argument("--base-url", default=None, help="OpenAI 兼容端点（默认读环境变量 OPENAI_BASE_URL；密钥读 OPENAI_API_KEY）")
     p.add_argument("--cache", default=None, help="只追加的缓存文件（默认在用户缓存目录：$PLAYBOOK_CACHE/judge/cache.jsonl）：重跑零请求，中断可续跑")
     p.add_argument("--concurrency", type=int, default=8, help="并发请求数上限")

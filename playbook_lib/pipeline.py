@@ -568,7 +568,7 @@ def demo_summary(m):
     return "\n".join(lines)
 
 def run_demo(budget="full", tier=None, model=None, method="qlora", out="runs", fresh=False, until=None,
-             judge_endpoint=None, judge_model="gpt-4o", progress=True, log=print):
+             judge_endpoint=None, judge_model="gpt-4.1", progress=True, log=print):
     "The whole journey of the playbook on one tier; resumes an unfinished run with the same config unless `fresh`."
     from playbook_lib.models import resolve_tier
     t = resolve_tier(tier).name
@@ -600,7 +600,7 @@ def cli_demo(argv=None):
     p.add_argument("--fresh", action="store_true", help="不续跑上次没完成的运行，新开一个目录")
     p.add_argument("--until", choices=[s.name for s in STAGES], help="跑到这个阶段为止")
     p.add_argument("--judge-endpoint", default=os.environ.get("PLAYBOOK_JUDGE_ENDPOINT"), help="OpenAI 兼容的裁判服务地址（密钥读 OPENAI_API_KEY）")
-    p.add_argument("--judge-model", default=os.environ.get("PLAYBOOK_JUDGE_MODEL", "gpt-4o"), help="裁判模型名")
+    p.add_argument("--judge-model", default=os.environ.get("PLAYBOOK_JUDGE_MODEL", "gpt-4.1"), help="裁判模型名")
     p.add_argument("--no-progress", action="store_true", help="不显示进度条")
     a = p.parse_args(argv)
     state = None

@@ -90,6 +90,18 @@ def test_replies_are_cached_by_default_in_the_user_cache_dir(tmp_path):
     text = default_judge_cache().read_text()
     assert len(text.splitlines()) == 2 * N and "sk-secret-456" not in text
 
+def test_the_report_names_the_exact_judge_version_also_from_the_cache(tmp_path):
+    "An alias (gpt-4.1) is answered by a dated snapshot: the report records which one judged, and a cached re-run still knows (issue 23, item 16)."
+    cache = tmp_path/"c.jsonl"
+    with ScriptedJudgeServer(verdict="oracle", oracle=marker_oracle, served_as="scripted-2026-12-01") as srv:
+        r1 = judge(srv, cache=cache)
+    assert r1.usage.served == {"scripted-2026-12-01": 2 * N} and "实际版本：scripted-2026-12-01" in r1._repr_markdown_()
+    with ScriptedJudgeServer(verdict="oracle", oracle=marker_oracle) as srv: r2 = judge(srv, cache=cache)
+    assert srv.requests == 0 and r2.usage.served == {"scripted-2026-12-01": 2 * N}
+    with ScriptedJudgeServer(verdict="oracle", oracle=marker_oracle) as srv: r3 = judge(srv)   # name == version: no note
+    assert r3.usage.served == {"scripted": 2 * N} and "实际版本" not in r3._repr_markdown_()
+
+
 def test_all_wins_interval_is_wilson_not_a_point():
     "Issue 28.8: at 20/20 the bootstrap said [100%, 100%]; every pair tied said [50%, 50%]."
     from playbook_lib.judge import summarize_pairs
