@@ -200,7 +200,7 @@ def compare_methods(model_id_or_config="Qwen/Qwen2.5-7B-Instruct", gpu="A100-80G
     ceiling = {"full": "最高（所有参数可变）", "lora": "接近 FFT", "qlora": "接近 LoRA（4-bit 量化误差）"}
     rows = []
     for m, e in ests.items():
-        infer = "无（就是新模型）" if m == "full" else f"合并后 0；不合并 +{2*e.trainable/e.total:.2%} FLOPs" + ("，且需反量化" if m == "qlora" else "")
+        infer = "无（就是新模型）" if m == "full" else f"合并后 0；不合并 FLOPs +{e.trainable/e.total:.2%}，延迟更高（要实测）" + ("，且需反量化" if m == "qlora" else "")
         fit = "—" if e.fits is None else ("放得下" if e.fits else "放不下")
         rows.append(f"| {m.upper() if m != 'full' else 'FFT'} | {ceiling[m]}；可训练 {e.trainable/e.total:.2%} | {_train_seconds_per_mtok(e, gpu):,.0f} GPU·s / 百万 token "
                     f"| {e.total_gb:.1f} GB（{fit}） | {e.adapter_mb/1024:.2f} GB | {infer} |")

