@@ -8,6 +8,7 @@ Docs: https://ft-playbook.github.io/specialist-playbook/plan.html.md"""
 from __future__ import annotations
 import importlib.util, math, os, logging
 from pathlib import Path
+import playbook_lib.models  # light (stdlib only); installs its targeted filter before peft here imports bitsandbytes
 from dataclasses import dataclass, field, asdict
 
 # %% auto #0

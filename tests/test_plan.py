@@ -77,3 +77,13 @@ def test_a_hub_id_that_is_not_cached_fails_at_once_with_what_to_pass(tmp_path, m
     monkeypatch.setattr(socket.socket, "connect", no_network)
     with pytest.raises(ValueError, match="MODEL_SHAPES.*hidden_size"): estimate("someone/not-cached-7B", "qlora")
     assert tried == []   # not one connection attempt, so no retries to wait for
+
+
+def test_planning_in_a_fresh_process_prints_no_bitsandbytes_hub_notice():
+    "02a's page showed bitsandbytes' kernels-community notice on stderr: plan imported peft before models' targeted filter existed."
+    import subprocess, sys
+    code = ("from playbook_lib.plan import trainable_params\n"
+            "print(trainable_params('llama-7b', 'lora', r=8, target_modules=('q_proj', 'v_proj'))[0])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "4194304", r.stderr
+    assert "kernels-community" not in r.stderr, r.stderr
