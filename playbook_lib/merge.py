@@ -195,7 +195,7 @@ def training_data_hashes(adapter_dir):
     if not f.exists(): return {}
     fp = json.loads(f.read_text())
     return {s: dict(sha256=fp[f"{s}_sha256"], conversations=fp[f"n_{s}"], hashed="train_sft 读入的对话（规范化 JSON）")
-            for s in ("train", "val") if fp.get(f"{s}_sha256")}
+            for s in ("train", "val") if fp.get(f"{s}_sha256") and fp.get(f"n_{s}")}   # a split it did not use is not listed
 
 def record_eval(out_dir, eval_results):
     "Fill the release's model card with evaluation results measured after the merge (rewrites README.md atomically)."

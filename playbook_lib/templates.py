@@ -38,7 +38,7 @@ TEMPLATE_FACTS_CHECKED = "2026-11-22"  # date the registry below was last checke
 _L3 = "<|start_header_id|>assistant<|end_header_id|>\n\n"
 TEMPLATE_FACTS = {f.family: f for f in [
     TemplateFacts("llama3", "Llama 3 Instruct（3.0 的格式；3.1 起的官方模板见右栏）", "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>",
-        "支持（`<|start_header_id|>system<|end_header_id|>`）。3.1/3.2/3.3 的官方 Jinja 模板即使没有 system 也会插入一段含 Cutting Knowledge Date 的 system，本族不渲染它：训练 3.1+ 请用模型自带的模板",
+        "支持（`<|start_header_id|>system<|end_header_id|>`）。Meta 的参考格式（llama-models，本族对照的就是它）对 3.1/3.2 的普通对话也是这个样子（`llama3_2/text_prompt_format.md`：unchanged from Llama3.1）；但 Hugging Face 上 3.1/3.2/3.3 Instruct 自带的 Jinja 模板即使没有 system 也会插入一段 `Cutting Knowledge Date` / `Today Date` 的 system，本族不渲染它：训练和服务 3.1+ 都用模型自带的模板，再用 `check_chat_template(saved=…)` 对比两侧",
         _L3, ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"),
         "llama-models 0.3.0 `llama_models/llama3/tokenizer.py`, `llama3/chat_format.py`; meta-llama/llama-cookbook issue 640",
         "token ids vs llama-models `ChatFormat`（真实词表）"),
@@ -48,7 +48,7 @@ TEMPLATE_FACTS = {f.family: f for f in [
     TemplateFacts("mistral-v3", "Mistral 7B v0.3, Mixtral 8x22B", "<s>", "</s>", "</s>",
         "并入**最后一个** user 轮（`[INST] system\\n\\nuser[/INST]`）", "（无：提示以 `[/INST]` 结尾）", ("</s>",),
         "mistral-common 1.13.1 `encode_chat_completion` / InstructTokenizerV3", "token ids vs mistral-common（真实词表）"),
-    TemplateFacts("mistral-v7", "Mistral Large 2411, Mistral Small 3", "<s>", "</s>", "</s>",
+    TemplateFacts("mistral-v7", "Mistral Large 2411, Mistral Small 3；v11/v13/v15 的普通对话同此格式（见下文）", "<s>", "</s>", "</s>",
         "支持（`[SYSTEM_PROMPT]…[/SYSTEM_PROMPT]`）", "（无：提示以 `[/INST]` 结尾）", ("</s>",),
         "mistral-common 1.13.1 InstructTokenizerV7", "mistral-common 渲染"),
     TemplateFacts("mistral-tekken", "Mistral NeMo, Ministral（Tekken 词表）", "<s>", "</s>", "</s>",
