@@ -157,6 +157,8 @@ def check_notebook(path, anchors_of=None):
                     found.append((i, "long-output", f"{lines} lines (> {MAX_LINES}): summarise it, or fold it"))
     return found
 
+NBDEV_REMOVES_SOURCE = {"export", "exporti", "hide", "default_exp"}   # nbdev.processors._hide_dirs (rm_export); `exports` stays, folded open
+
 def page_height(path):
     """A proxy for the rendered page's height in lines, (visible, folded): markdown lines, the code lines a reader
     sees (folded cells count one line for their summary), and output lines. Quarto is not installable here, so
@@ -167,7 +169,7 @@ def page_height(path):
         if c["cell_type"] == "markdown": visible += src.count("\n") + 2; continue
         if opts.get("include") == "false" or opts.get("eval") == "false" and opts.get("echo") == "false": continue
         code = [l for l in src.splitlines() if not DIRECTIVE.match(l)]
-        if opts.get("echo") == "false" or "hide" in opts: pass
+        if opts.get("echo") == "false" or opts.keys() & NBDEV_REMOVES_SOURCE: pass   # nbdev's rm_export: no source on the page
         elif opts.get("code-fold") in ("true", "show"): visible += 1; folded += len(code)
         else: visible += len(code) + 1
         if opts.get("output") != "false":
