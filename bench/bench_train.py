@@ -5,7 +5,7 @@ the ratio ours/plain, and each variant's peak memory (max RSS of its own subproc
 plain TRL as batch 8, ours as the chapter's recipe (batch 4 x gradient accumulation 2). `ours` uses bf16 autocast where the
 CPU has bf16 matmul units (AMX / AVX512-BF16) and stores the frozen linear weights in bf16 once (precast_frozen_linears), `ours_fp32` forces fp32: both are compared with the same fp32 peak
 (on a CPU without bf16 units `ours` is fp32 already, and `ours_fp32` is skipped). `ours` runs with transparent huge pages for
-PyTorch's CPU allocator (playbook_lib.train sets THP_MEM_ALLOC_ENABLE=1 on import) and so without TrimHeap; `ours_4k` turns that
+PyTorch's CPU allocator (THP_MEM_ALLOC_ENABLE=1 in its environment, as setup_runtime() arranges for `playbook train`) and so without TrimHeap; `ours_4k` turns that
 off (4 KB pages, malloc_trim after every step) to show what it is worth. `plain` runs with PyTorch's default, 4 KB pages.
 `ours` computes the prompt prefix that a whole micro-batch shares (the system prompt) once per batch; `ours_noshare` turns that off.
 tok/s counts the conversations' tokens; the FLOP/s figure counts only the row-tokens actually computed (shared ones once), so it

@@ -7,11 +7,14 @@ Docs: https://ft-playbook.github.io/specialist-playbook/cli.html.md"""
 # %% ../nbs/92_cli.ipynb #c746736a
 from __future__ import annotations
 import importlib, os, sys
+from ._compat import setup_runtime  # stdlib only until called
 
 # %% auto #0
-__all__ = ['COMMANDS', 'KNOWN_ERRORS', 'usage', 'known_error', 'print_failure', 'report_error', 'main']
+__all__ = ['TRAINS', 'COMMANDS', 'KNOWN_ERRORS', 'usage', 'known_error', 'print_failure', 'report_error', 'main']
 
 # %% ../nbs/92_cli.ipynb #f107122b
+TRAINS = ("train", "demo")   # subcommands that train in this process
+
 COMMANDS = {  # name -> (module, function, one-line help in Chinese)
     "decide": ("playbook_lib.decide", "cli_decide", "第一章：要不要微调？交互式回答问题或读 --answers YAML，给出路径与理由"),
     "train": ("playbook_lib.train", "cli_train", "第二章：按 YAML 配置做 LoRA / QLoRA / 全参数微调"),
@@ -93,6 +96,7 @@ def main(argv=None):
     if name not in COMMANDS:
         print(f"未知子命令 {name!r}。\n\n{usage()}", file=sys.stderr); return 2
     mod, fn, _ = COMMANDS[name]
+    if name in TRAINS: setup_runtime()   # before the subcommand's module imports torch (appendix F)
     try:
         f = getattr(importlib.import_module(mod), fn)
         code = f(rest)

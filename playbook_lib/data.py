@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from .templates import role_problems, check_chat_template, family_tokenizer, TEMPLATE_FACTS
 from .models import short_path
+from .io import write_atomic
+from .tickets import data_dir, load_split, write_jsonl
+from .cli import print_failure
+from .models import TIERS, load_tokenizer
+from .templates import loss_mask_view
 
 # %% auto #0
 __all__ = ['FORMATS', 'SHAREGPT_ROLES', 'DATA_CODES', 'INPUT_CODES', 'PII_PATTERNS', 'SPECIAL_LITERALS', 'REPAIRABLE',
@@ -482,7 +487,6 @@ def clean(data, report, out=None, rejects=None,
           ):
     """Apply the fixes `report` calls for: repair PII and formats, drop examples with errors (and the warnings named in `drop`),
     keep the other warnings and report them; write kept examples and rejects (with reasons) atomically."""
-    from playbook_lib.tickets import write_jsonl
     exs, codes = as_examples(data), defaultdict(list)
     for f in report.findings: codes[f.index].append(f)
     drop = {drop} if isinstance(drop, str) else set(drop)
@@ -619,7 +623,6 @@ def _other_formats(rng, pool):
 # %% ../nbs/03_data.ipynb #c5bc177e
 def make_dirty(seed=0, n_clean=150):
     "The chapter's exercise: clean train rows plus every planted waste and template trap; returns (lines as bytes, manifest)."
-    from playbook_lib.tickets import load_split
     rng, train = random.Random(seed), load_split("train")
     rows = rng.sample(train, len(train)); base, pool = rows[:n_clean], rows[n_clean:]
     held_out = load_split("val") + load_split("test")
@@ -639,17 +642,15 @@ def make_dirty(seed=0, n_clean=150):
 
 def write_dirty(out=None, seed=0):
     "Write data/dirty.jsonl and data/dirty.manifest.json atomically."
-    from playbook_lib.tickets import data_dir
     out = Path(out or data_dir()); lines, manifest = make_dirty(seed)
     for name, payload in [("dirty.jsonl", b"\n".join(lines) + b"\n"),
                           ("dirty.manifest.json", (json.dumps(dict(seed=seed, planted=manifest), ensure_ascii=False, indent=1) + "\n").encode())]:
-        tmp = out/(name + ".tmp"); tmp.write_bytes(payload); tmp.replace(out/name)
+        write_atomic(out/name, payload)
     return out/"dirty.jsonl", out/"dirty.manifest.json"
 
 # %% ../nbs/03_data.ipynb #542acb6a
 def resolve_tokenizer(model):
     "(tokenizer, template family or None) for a tier (cpu/t4/a100), a registry family (llama3, qwen2.5, …) or a local tokenizer directory."
-    from playbook_lib.models import TIERS, load_tokenizer
     if model in TIERS: return load_tokenizer(model), "smollm2" if model == "cpu" else None
     if model in TEMPLATE_FACTS: return family_tokenizer(model), model
     if Path(model).is_dir():
@@ -686,7 +687,6 @@ def cli_check_data(argv=None):
         exs, problems = read_examples(path, strict=a.strict)
         tok, family = resolve_tokenizer(a.model)
     except (DataInputError, ValueError, OSError) as e:
-        from playbook_lib.cli import print_failure
         return print_failure(e, "按报错里的文件名和行号改正（支持 messages / alpaca / sharegpt 三种 JSONL），或换一个 --model", 2)
     others = {Path(p).stem: read_examples(p)[0] for p in (a.against if a.against is not None else _siblings(path))}
     rep = lint(exs, tokenizer=tok, schema=a.schema, others=others, name=short_path(path), input_problems=problems)
@@ -698,7 +698,6 @@ def cli_check_data(argv=None):
         if i.example is not None: i.detail = f"[{sample[i.example]['src']}] {i.detail}"
     print(rep, "\n", trep, sep="")
     if a.show_mask is not None:
-        from playbook_lib.templates import loss_mask_view
         print(f"\n第 {a.show_mask} 条样本的损失掩码（绿色 = 计算损失）：\n{loss_mask_view(tok, exs[a.show_mask]['messages'])}")
     warned = "".join(f"，{c} {n}" for c, n in res.warned.items())
     print(f"\n保留 {len(res.kept)} 条（带警告保留{warned or '：无'}），剔除 {len(res.rejects)} 条 → {res.rejects_path}" + (f"；清洗结果 → {res.out}" if res.out else ""))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse, json, math, sys
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
+from .cli import print_failure
+from .models import Markdown
 
 # %% auto #0
 __all__ = ['APPROACHES', 'QUESTIONS', 'PATHS', 'EXAM_FIRST', 'TRAINING_STEPS', 'KNOWLEDGE', 'BEHAVIOUR', 'TREE', 'FT_OUTCOMES',
@@ -49,7 +51,6 @@ APPROACHES = {a.id: a for a in [
 
 def approach_table(approaches=None):
     "The comparison table (ease, cost, ceiling, updates, inference cost, best for) as Markdown."
-    from playbook_lib.models import Markdown
     aps = list((approaches or APPROACHES).values())
     rows = [("类比", "analogy"), ("上手难度", "ease"), ("前期成本", "cost"), ("效果上限", "ceiling"), ("数据更新", "update"),
             ("推理成本", "inference"), ("最适合", "best_for"), ("做不到", "cannot"), ("时间量级", "timescale")]
@@ -218,7 +219,6 @@ def mermaid(tree=None, route=None, questions=None):
 
 def show_flowchart(tree=None, route=None):
     "The flowchart as a Markdown cell output (Quarto renders the ```{mermaid} block)."
-    from playbook_lib.models import Markdown
     return Markdown("```{mermaid}\n" + mermaid(tree, route) + "\n```")
 
 # %% ../nbs/01_decide.ipynb #1ee5fc13
@@ -295,7 +295,6 @@ DATA_SIZE_GUIDE = {d.need: d for d in [
 
 def data_size_table(guide=None):
     "DATA_SIZE_GUIDE as a Markdown table."
-    from playbook_lib.models import Markdown
     rows = [f"| {d.task} | `{d.need}` | {d.pilot} | {d.target}+ | {d.basis} |" for d in (guide or DATA_SIZE_GUIDE).values()]
     return Markdown("| 培训内容 | 对应问题 | 试点量 | 上线参考量 | 依据 |\n|---|---|---|---|---|\n" + "\n".join(rows))
 
@@ -433,14 +432,12 @@ CAN_FINETUNE = [
 
 def can_finetune_table(cases=None):
     "The 'can fine-tuning solve this?' table, with the path `decide` gives for each case."
-    from playbook_lib.models import Markdown
     rows = [f"| {c.need} | {c.verdict} | {c.better} | `{decide(c.answers).path}` |" for c in (cases or CAN_FINETUNE)]
     return Markdown("| 需求 | 微调能解决吗？ | 更好的做法 | 决策树给出的路径 |\n|---|---|---|---|\n" + "\n".join(rows))
 
 # %% ../nbs/01_decide.ipynb #4fc40a0c
 def rules_table(rules=None):
     "RULES as a Markdown table: kind, title, when it applies, advice."
-    from playbook_lib.models import Markdown
     def when(r):
         parts = ([f"结论 ∈ {{{', '.join(r.outcomes)}}}"] if r.outcomes else []) + \
                 ([f"任一为是：{', '.join(r.any_true)}"] if r.any_true else []) + \
@@ -589,7 +586,6 @@ def cli_decide(argv: list[str] | None = None) -> int:
     except SystemExit as e: return int(e.code or 0)
     try: given = load_answers(a.answers) if a.answers else {}
     except AnswerFileError as e:
-        from playbook_lib.cli import print_failure
         return print_failure(e, code=2)
     if not a.no_input: given.update(ask_missing(given))
     rec = decide(given)

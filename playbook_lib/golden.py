@@ -6,10 +6,13 @@ Docs: https://ft-playbook.github.io/specialist-playbook/golden.html.md"""
 
 # %% ../nbs/04b_golden.ipynb #3102a962
 from __future__ import annotations
-import json, os, re, tempfile
+import json, re
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from .tickets import parse_ticket, read_jsonl, data_dir
+from .io import write_atomic
+from .tickets import write_jsonl
+from .models import chat_generate, load_base
 
 # %% auto #0
 __all__ = ['get_path', 'check_assertion', 'case_from_ticket_record', 'build_golden_cases', 'exam_leaks', 'load_golden',
@@ -73,7 +76,6 @@ def case_from_ticket_record(rec, schema="ticket.schema.json", slack=1.5):
 
 def build_golden_cases(src=None, dest=None):
     "Convert data/golden.jsonl (gold tickets) into data/golden_cases.jsonl (assertions); returns the cases."
-    from playbook_lib.tickets import write_jsonl
     cases = [case_from_ticket_record(r) for r in read_jsonl(src or data_dir()/"golden.jsonl")]
     write_jsonl(dest or data_dir()/"golden_cases.jsonl", cases)
     return cases
@@ -126,7 +128,6 @@ def make_generator(model_or_endpoint, max_new_tokens=256, batch_size=16, endpoin
     if isinstance(m, dict):
         return lambda convs: endpoint_generate(convs, m["endpoint"], m.get("model") or endpoint_model or "gpt-4.1-mini",
                                                m.get("api_key"), max_new_tokens)
-    from playbook_lib.models import chat_generate
     model, tok = m
     return lambda convs: chat_generate(model, tok, convs, max_new_tokens=max_new_tokens, batch_size=batch_size)
 
@@ -154,18 +155,12 @@ def _md(r):
 
 GoldenReport._repr_markdown_ = _md
 
-def _atomic_write(path, text):
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f: f.write(text)
-    os.replace(tmp, path)
-
 # %% ../nbs/04b_golden.ipynb #c6ccec45
 def save_report(report, out_dir, stem=None):
     "Write `<stem>.json` and `<stem>.md` atomically; returns the JSON path."
     stem = stem or report.name
-    _atomic_write(Path(out_dir)/f"{stem}.md", _md(report) + "\n")
-    _atomic_write(p := Path(out_dir)/f"{stem}.json", json.dumps(asdict(report), ensure_ascii=False, indent=1))
+    write_atomic(Path(out_dir)/f"{stem}.md", _md(report) + "\n")
+    write_atomic(p := Path(out_dir)/f"{stem}.json", json.dumps(asdict(report), ensure_ascii=False, indent=1))
     return p
 
 def load_report(report):
@@ -217,7 +212,6 @@ def assert_no_regression(report, baseline, max_drop=0.0, max_regressions=None):
 
 # %% ../nbs/04b_golden.ipynb #9f422d4b
 def _load_local(model, adapter=None):
-    from playbook_lib.models import load_base
     m, tok = load_base(model)
     if adapter:
         from playbook_lib.train import load_adapter

@@ -10,6 +10,8 @@ import csv, hashlib, html, json, math, os, random, re, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
+from .tickets import parse_ticket
+from .models import cache_root
 
 # %% auto #0
 __all__ = ['JUDGE_SYSTEM', 'JUDGE_TEMPLATE', 'REASK', 'wilson_ci', 'bootstrap_ci', 'judge_messages', 'parse_verdict',
@@ -241,12 +243,22 @@ def _item(it): return (it, None) if isinstance(it, str) else (it["question"], it
 
 def default_judge_cache():
     "Where judge replies are cached unless told otherwise: cache_root()/judge/cache.jsonl ($PLAYBOOK_CACHE, else ~/.cache/playbook_lib)."
-    from playbook_lib.models import cache_root
     return cache_root()/"judge"/"cache.jsonl"
 
-def pairwise_judge(items, answers_a, answers_b, endpoint=None, model="gpt-4.1", api_key=None, cache=None,
-                   concurrency=8, temperature=0.0, max_tokens=512, price=(0.0, 0.0), retries=5, backoff=0.5,
-                   timeout=60.0, system=JUDGE_SYSTEM, template=JUDGE_TEMPLATE, client=None):
+def pairwise_judge(items,                    # questions (str), or dicts with "question" and an optional "reference" answer
+                   answers_a, answers_b,     # the two systems' answers, one per item
+                   endpoint=None,            # OpenAI-compatible base URL; default $OPENAI_BASE_URL, else api.openai.com
+                   model="gpt-4.1",          # the judge model's name at that endpoint
+                   api_key=None,             # default $OPENAI_API_KEY; never logged, cached or written to a report
+                   cache=None,               # JudgeCache, JSONL path, None (the user cache) or False (this call only)
+                   concurrency=8,            # requests in flight
+                   temperature=0.0, max_tokens=512,  # the judge's sampling
+                   price=(0.0, 0.0),         # USD per million (input, output) tokens, for the cost line
+                   retries=5, backoff=0.5,   # per request: retries on 408/409/429/5xx and timeouts; first wait in s (doubles, jittered)
+                   timeout=60.0,             # seconds per request
+                   system=JUDGE_SYSTEM, template=JUDGE_TEMPLATE,  # the judge prompt (MT-Bench's pairwise prompt by default)
+                   client=None,              # an `openai.OpenAI` client to use instead of endpoint/api_key/timeout
+                  ) -> JudgeReport:
     """Judge A vs B on every item in both orders (MT-Bench rules) through an OpenAI-compatible endpoint.
     Replies are cached and never recomputed (AlpacaEval's rule): `cache` is a JudgeCache or a JSONL path, by default
     `default_judge_cache()` in the user cache dir; `cache=False` keeps them in memory for this call only."""
@@ -279,7 +291,6 @@ _REFERENCE = re.compile(r"\[Reference Answer\]\n(.*?)\n\[The End of Reference An
 
 def reference_oracle(reference, a, b):
     "Prefer the answer that matches the reference better: exact JSON match, then fields equal, then tie."
-    from playbook_lib.tickets import parse_ticket
     ref = parse_ticket(reference or "")
     def score(x):
         p = parse_ticket(x)

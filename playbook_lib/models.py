@@ -19,10 +19,11 @@ class _NoHubKernelNotice(logging.Filter):
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_NoHubKernelNotice())
 
 # %% auto #0
-__all__ = ['TIERS_CHECKED', 'TIERS', 'CPU_PACKAGE', 'CPU_PACKAGE_VERSION', 'CPU_MODULE', 'CPU_GGUF', 'INSTALL_CPU_MODEL', 'Tier',
-           'gpu_info', 'detect_tier', 'ModelLoadError', 'resolve_tier', 'cache_root', 'short_path', 'smollm2_gguf',
-           'cache_problem', 'ensure_cpu_checkpoint', 'bnb_config', 'model_source', 'load_tokenizer', 'load_base',
-           'end_of_turn_ids', 'chat_generate', 'tiny_model', 'Markdown', 'tiers_table', 'cli_models']
+__all__ = ['TIERS_CHECKED', 'TIERS', 'CPU_PACKAGE', 'CPU_PACKAGE_VERSION', 'CPU_MODULE', 'CPU_GGUF', 'INSTALL_CPU_MODEL',
+           'END_OF_TURN_TOKENS', 'Tier', 'gpu_info', 'detect_tier', 'ModelLoadError', 'resolve_tier', 'cache_root',
+           'short_path', 'smollm2_gguf', 'cache_problem', 'ensure_cpu_checkpoint', 'bnb_config', 'model_source',
+           'load_tokenizer', 'load_base', 'end_of_turn_ids', 'chat_generate', 'tiny_model', 'Markdown', 'tiers_table',
+           'cli_models']
 
 # %% ../nbs/90_models.ipynb #6bab30e3
 @dataclass(frozen=True)
@@ -202,13 +203,15 @@ def load_base(tier_or_id=None, load_in_4bit=False, dtype=None, device_map=None):
     return model, tok
 
 # %% ../nbs/90_models.ipynb #681f8408
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")   # every TEMPLATE_FACTS eot that is not the eos (a test checks it)
+
 def end_of_turn_ids(tok, model=None):
     "Token ids that end an assistant turn: the tokenizer's eos plus the generation config's eos ids."
     ids = {tok.eos_token_id}
     gc = getattr(model, "generation_config", None)
     extra = getattr(gc, "eos_token_id", None) if gc else None
     ids |= set(extra if isinstance(extra, (list, tuple)) else [extra])
-    for t in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>"):
+    for t in END_OF_TURN_TOKENS:
         i = tok.convert_tokens_to_ids(t) if t in tok.get_vocab() else None
         if i is not None: ids.add(i)
     return sorted(i for i in ids if i is not None)

@@ -9,6 +9,12 @@ from __future__ import annotations
 import argparse, base64, contextlib, datetime, html, importlib.util, json, math, os, random, resource, shutil, sys, time, traceback
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
+from .tickets import data_dir, load_split, make_example, parse_ticket, score_tickets, ticket_schema, to_record, write_jsonl
+from .models import INSTALL_CPU_MODEL, ModelLoadError, TIERS, cache_problem, cache_root, chat_generate, gpu_info, load_base, load_tokenizer, model_source, resolve_tier, smollm2_gguf
+from .decide import decide
+from .templates import check_chat_template
+from .plan import estimate, preflight
+from .data import clean, lint
 
 # %% auto #0
 __all__ = ['BUDGETS', 'DEMO_ANSWERS', 'CHECKLIST', 'STAGES', 'SERVING', 'STAGE_NEEDS', 'PIP_NAME', 'DISK_GB', 'FLYWHEEL_CONTINUE',
@@ -48,11 +54,8 @@ def demo_recipe(tier="cpu", method="qlora"):
 
 # %% ../nbs/06_flywheel.ipynb #6cbef42b
 def write_text(path, text):
-    "Write `text` to `path` atomically (a temporary file in the same directory, then a rename)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    "Write `text` to `path` atomically and durably (appendix E's `write_atomic`)."
+    return write_atomic(path, text)
 
 def write_json(path, obj):
     "Write `obj` as JSON to `path` atomically."
@@ -138,6 +141,7 @@ def new_run(out, config):
 # %% ../nbs/06_flywheel.ipynb #0e2bbf56
 from .decide import TICKET_JOB
 from .models import short_path
+from .io import write_atomic
 DEMO_ANSWERS = TICKET_JOB   # the ticket job, answered exactly as in chapter 1 (one definition, there)
 
 class PipelineError(RuntimeError):
@@ -145,7 +149,6 @@ class PipelineError(RuntimeError):
 
 def stage_decide(state, ctx):
     "Chapter 1: should the ticket job be fine-tuned at all?"
-    from playbook_lib.decide import decide
     r = decide(DEMO_ANSWERS)
     ctx["log"](f"  结论：{r.path}（{r.title}）；路线：{r.route_text()}")
     if "finetune" not in r.path: raise PipelineError(f"决策树建议 {r.path}，不是微调：先按第一章的建议做，demo 到此为止")
@@ -153,8 +156,6 @@ def stage_decide(state, ctx):
 
 def stage_plan(state, ctx):
     "Chapter 2: read the hardware, pick the settings and estimate the memory of the chosen base and method."
-    from playbook_lib.plan import preflight, estimate
-    from playbook_lib.models import model_source
     from playbook_lib.train import TrainConfig
     pf, cfg = preflight(), asdict(TrainConfig(**{**ctx["recipe"], **ctx["budget"].train, "model": ctx["model"]}))
     est = estimate(model_source(ctx["model"])[0], method=cfg["method"], seq_len=cfg["max_length"], batch=cfg["batch_size"],
@@ -167,10 +168,6 @@ def stage_plan(state, ctx):
 # %% ../nbs/06_flywheel.ipynb #4c313f76
 def stage_data(state, ctx):
     "Chapter 3: lint the training split against the others, clean it into the run directory, check the chat template."
-    from playbook_lib.data import lint, clean
-    from playbook_lib.templates import check_chat_template
-    from playbook_lib.tickets import load_split, data_dir
-    from playbook_lib.models import load_tokenizer
     tok, d = load_tokenizer(ctx["model"]), state.dir/"data"
     train = load_split("train")
     others = {k: load_split(k) for k in ("val", "test", "golden")}
@@ -205,7 +202,6 @@ def stage_train(state, ctx):
 
 # %% ../nbs/06_flywheel.ipynb #50538b43
 def _generate(model, tok, convs, ctx):
-    from playbook_lib.models import chat_generate
     return chat_generate(model, tok, convs, max_new_tokens=ctx["budget"].max_new_tokens, batch_size=16, progress=ctx.get("bar", False))
 
 def _judge(state, ctx, items, a, b):
@@ -217,7 +213,6 @@ def _judge(state, ctx, items, a, b):
         ctx["log"](f"  裁判：{who}")
         return pairwise_judge(items, a, b, endpoint=ctx["judge_endpoint"], model=ctx["judge_model"], cache=cache, max_tokens=n_tok), who
     from playbook_lib.serve import serve
-    from playbook_lib.models import model_source
     src = model_source(ctx["model"])[0]
     who = f"本地服务的基座模型 {Path(src).name}（没有配置外部裁判；它也是被评的一方，结果仅演示流程）"
     ctx["log"](f"  裁判：{who}")
@@ -226,10 +221,7 @@ def _judge(state, ctx, items, a, b):
 
 def stage_evaluate(state, ctx):
     "Chapter 4: base vs specialist on the test split, the golden set and a pairwise judge."
-    from playbook_lib.models import load_base
-    from playbook_lib.tickets import load_split, score_tickets
     from playbook_lib.golden import load_golden, score_golden, save_report
-    from playbook_lib.tickets import write_jsonl
     from playbook_lib.merge import nf4_roundtrip_
     from playbook_lib.train import load_adapter
     b, out = ctx["budget"], state.dir/"eval"
@@ -340,16 +332,16 @@ def demo_metrics(state):
 @dataclass(frozen=True)
 class CheckItem:
     "One line of the playbook checklist."
-    phase: str       # 招聘前 / 培养方案 / 课程设计 / 能力考核 / 毕业上岗 / 数据飞轮
+    phase: str       # 培训前 / 培养方案 / 课程设计 / 能力考核 / 毕业上岗 / 数据飞轮
     text: str        # what to check, in Chinese
     chapter: str     # notebook that explains it
     verified_by: str = ""  # demo stage that checks it automatically, if any
 
 CHECKLIST = [
-    CheckItem("招聘前", "先写一份清楚的 SOP（提示词）并用少量示例试过；记录它在真实样本上的成绩", "01_decide.ipynb"),
-    CheckItem("招聘前", "任务主要是“知道新东西”（新知识、海量文档、频繁变化、要引用）→ 先上 RAG，别用微调灌知识", "01_decide.ipynb", "decide"),
-    CheckItem("招聘前", "需要新技能 / 独特风格 / 严格嵌套格式 / 顽固错误，且提示工程已到天花板 → 才考虑微调", "01_decide.ipynb", "decide"),
-    CheckItem("招聘前", "算 ROI：训练 + 标注 + 迭代成本 vs 短提示词 × 流量省下的钱，写下回本月数", "01_decide.ipynb"),
+    CheckItem("培训前", "先写一份清楚的 SOP（提示词）并用少量示例试过；记录它在真实样本上的成绩", "01_decide.ipynb"),
+    CheckItem("培训前", "任务主要是“知道新东西”（新知识、海量文档、频繁变化、要引用）→ 先上 RAG，别用微调灌知识", "01_decide.ipynb", "decide"),
+    CheckItem("培训前", "需要新技能 / 独特风格 / 严格嵌套格式 / 顽固错误，且提示工程已到天花板 → 才考虑微调", "01_decide.ipynb", "decide"),
+    CheckItem("培训前", "算 ROI：训练 + 标注 + 迭代成本 vs 短提示词 × 流量省下的钱，写下回本月数", "01_decide.ipynb"),
     CheckItem("培养方案", "默认 LoRA/QLoRA；只有数据量大、追求极致且预算充足时才做全参数微调，并检查灾难性遗忘", "02_train.ipynb"),
     CheckItem("培养方案", "训练前估算显存（权重 + 梯度 + 优化器 + 激活），确认放得下", "02_train.ipynb", "plan"),
     CheckItem("培养方案", "按计算能力 ≥ 8 判断真 bf16（T4 用 fp16），不要信 is_bf16_supported()", "02_train.ipynb", "plan"),
@@ -400,14 +392,14 @@ def report_blocks(state, m):
            [[j["wins"], j["ties"], j["losses"], j["invalid"], win_rate_text(j["wins"] + j["ties"] + j["losses"], j["invalid"], j["win_rate"], j["ci"]),
              _pct(j["position_consistency"])]])]
     d, t = state.result("data"), state.result("train")
-    B += [("h", 2, "数据与训练"), ("p", f"训练集 {d['n']} 条：保留 {d['kept']}，修复 {d['repaired']}，剔除 {d['rejected']}（{d['rejects_file']}）；"
+    B += [("h", 2, "数据与训练"), ("p", f"训练集 {d['n']} 条：保留 {d['kept']}，修复 {d['repaired']}，剔除 {d['rejected']}（{short_path(d['rejects_file'])}）；"
           f"跨集合泄漏 {d['leakage']} 条；对话模板检查{'通过' if d['template_ok'] else '未通过'}。"),
           ("p", f"{t['method']}：{t['steps']} 步，{t['seconds']:.0f} s，{t['tokens_per_s']:,} token/s；可训练参数 {t['trainable']:,} / {t['total']:,}；"
           f"末步训练损失 {t['train_loss']:.3f}" + (f"，验证损失 {t['eval_loss']:.3f}" if t["eval_loss"] is not None else "") + "。"),
           ("img", os.path.relpath(t["loss_plot"], state.dir), "loss")]
     g, s = state.result("merge"), state.result("serve")
     B += [("h", 2, "合并、服务与监控"), ("p", f"合并进 {g['dtype']} 基座（{g['strategy']}）：max|Δlogit| {g['max_logit_diff']:.2e}，贪心输出一致 {g['greedy_identical']}，"
-          f"残留 LoRA 模块 {g['lora_modules_left']}，模板一致 {g['template_ok']}。发布目录 {g['model_dir']}。"),
+          f"残留 LoRA 模块 {g['lora_modules_left']}，模板一致 {g['template_ok']}。发布目录 {short_path(g['model_dir'])}。"),
           ("p", f"服务命令：{s['command']}；{s['startup_s']:.0f} s 就绪。冒烟 {s['smoke']['n']} 条：JSON 合法 {_pct(s['smoke']['json_valid'])}，"
           f"完全匹配 {_pct(s['smoke']['exact_match'])}，错误 {s['smoke']['errors']}；延迟 p50 {s['monitor']['p50_s']:.2f} s，p95 {s['monitor']['p95_s']:.2f} s。")]
     B += [("h", 2, "各阶段用时"), ("table", ["阶段", "秒"], [[k, v] for k, v in m["stage_seconds"].items()])]
@@ -499,7 +491,6 @@ def missing_packages(stages, method="qlora", local_judge=True):
 # %% ../nbs/06_flywheel.ipynb #a854ce30
 def model_problem(model):
     "Why the demo's base model cannot be had here, as a Problem, or None (a Hub id is left to from_pretrained)."
-    from playbook_lib.models import TIERS, cache_root, cache_problem, smollm2_gguf, ModelLoadError, INSTALL_CPU_MODEL
     if model.lower() == "cpu":
         d = cache_root()/"SmolLM2-135M-Instruct"
         if d.exists() and cache_problem(d) is None: return None
@@ -567,10 +558,19 @@ def demo_summary(m):
               f"合计 {m['total_seconds']:.0f} s，主进程内存峰值 {m['peak_rss_gb']['main']:.2f} GB"]
     return "\n".join(lines)
 
-def run_demo(budget="full", tier=None, model=None, method="qlora", out="runs", fresh=False, until=None,
-             judge_endpoint=None, judge_model="gpt-4.1", progress=True, log=print):
+def run_demo(budget="full",         # "full" (readers) or "tiny" (CI: a few steps per stage)
+             tier=None,             # "cpu", "t4" or "a100"; default: $PLAYBOOK_TIER, else detected
+             model=None,            # base model id or local directory; default: the tier's
+             method="qlora",        # "qlora" or "lora"
+             out="runs",            # parent directory of the run directories
+             fresh=False,           # start a new run instead of resuming the last unfinished one with this config
+             until=None,            # stop after this stage, e.g. "data"
+             judge_endpoint=None,   # OpenAI-compatible judge; default: the base model served on 127.0.0.1 (a demo of the protocol)
+             judge_model="gpt-4.1", # the judge's model name at `judge_endpoint`
+             progress=True,         # stage progress bars
+             log=print,             # where the stage lines go
+            ) -> RunState:
     "The whole journey of the playbook on one tier; resumes an unfinished run with the same config unless `fresh`."
-    from playbook_lib.models import resolve_tier
     t = resolve_tier(tier).name
     model = model or t
     config = dict(budget=budget, model=model, method=method, judge=judge_endpoint and f"{judge_model}@{judge_endpoint}")
@@ -593,7 +593,7 @@ def cli_demo(argv=None):
     "`playbook demo`: decide, plan, clean, train, evaluate, merge, serve and report, resumably."
     p = argparse.ArgumentParser(prog="playbook demo", description="一条命令走完全书：决策 → 规划 → 数据 → QLoRA 训练 → 评估 → 合并 → 部署 → 报告。")
     p.add_argument("--budget", choices=list(BUDGETS), default="full", help="full：给读者的完整预算；tiny：几分钟跑完，给 CI")
-    p.add_argument("--tier", choices=["cpu", "t4", "a100"], help="硬件档位；默认按本机识别（环境变量 PLAYBOOK_TIER 可覆盖）")
+    p.add_argument("--tier", choices=list(TIERS), help="硬件档位；默认按本机识别（环境变量 PLAYBOOK_TIER 可覆盖）")
     p.add_argument("--model", help="基座模型 id 或本地目录；默认用档位的模型")
     p.add_argument("--method", choices=["qlora", "lora"], default="qlora", help="训练方法（默认 QLoRA）")
     p.add_argument("--out", default="runs", help="运行目录的上级目录（默认 runs/）")
@@ -615,7 +615,6 @@ def cli_demo(argv=None):
 # %% ../nbs/06_flywheel.ipynb #5f12d358
 def simulate_traffic(n=200, seed=7, hard_share=0.5):
     "Fresh customer messages, none of them in data/, with the gold tickets a reviewer would write: simulated traffic."
-    from playbook_lib.tickets import make_example, to_record, load_split
     seen = {r["messages"][1]["content"] for s in ("train", "val", "test", "golden") for r in load_split(s)}
     rng, out = random.Random(seed), []
     while len(out) < n:
@@ -626,7 +625,6 @@ def simulate_traffic(n=200, seed=7, hard_share=0.5):
 def review(records, outputs):
     "A reviewer's verdict on each answered request: ok, invalid_json, schema_violation or wrong (with the wrong fields)."
     import jsonschema
-    from playbook_lib.tickets import parse_ticket, ticket_schema
     v, out = jsonschema.Draft202012Validator(ticket_schema()), []
     for r, o in zip(records, outputs, strict=True):
         gold, t = json.loads(r["messages"][2]["content"]), parse_ticket(o)
@@ -669,7 +667,6 @@ def continue_training(adapter_dir, train_data, val_data="val", output_dir=None, 
     The new version goes to `output_dir` (the old one stays as the gate's baseline); returns train_sft's TrainResult."""
     from transformers import AutoTokenizer
     from playbook_lib.train import TrainConfig, train_sft, load_for_training, load_adapter
-    from playbook_lib.models import gpu_info
     src = Path(adapter_dir)
     missing = [f for f in ("train_config.yaml", "adapter_config.json") if not (src/f).exists()]
     if missing: raise FileNotFoundError(f"{src} 不是 train_sft 训练出的适配器目录（缺 {', '.join(missing)}）：先训练上一版；全参数微调的模型没有适配器可续")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib.util, math, os, logging
 from pathlib import Path
 import playbook_lib.models  # light (stdlib only); installs its targeted filter before peft here imports bitsandbytes
+from ._compat import mkldnn_bf16_supported, quiet_ckpt_alias
 from dataclasses import dataclass, field, asdict
+from .models import TIERS, Markdown, gpu_info, model_source
 
 # %% auto #0
 __all__ = ['GPU_SPECS_CHECKED', 'GPU_SPECS', 'MODEL_SHAPES', 'OPTIMIZER_BYTES', 'PRECISIONS', 'CUDA_OVERHEAD_GB', 'LOGIT_BYTES',
@@ -57,7 +59,6 @@ def model_config(model_id_or_config):
     if isinstance(model_id_or_config, dict): d = dict(model_id_or_config)
     elif model_id_or_config in MODEL_SHAPES: d = dict(MODEL_SHAPES[model_id_or_config])
     else:
-        from playbook_lib.models import model_source
         src = model_source(model_id_or_config)[0]
         try: return AutoConfig.from_pretrained(src, local_files_only=True)   # never the network: a hub id must already be cached
         except OSError:
@@ -84,7 +85,6 @@ def trainable_params(model_id_or_config, method="lora", **peft_kw):
     pc = peft_config_for(method, **peft_kw)
     if pc is not None:
         from peft import get_peft_model
-        from playbook_lib.train import quiet_ckpt_alias
         with quiet_ckpt_alias(): m = get_peft_model(m, pc)
     return sum(p.numel() for p in m.parameters() if p.requires_grad), sum(p.numel() for p in m.parameters())
 
@@ -150,7 +150,7 @@ def estimate(model_id_or_config, # tier, MODEL_SHAPES name, local dir, dict or c
     act = _activation_bytes(cfg, seq_len, batch, dtype_bytes, checkpointing)
     lg = batch*seq_len*cfg.vocab_size*LOGIT_BYTES if logits else 0
     gb = lambda x: x/2**30
-    name = model_id_or_config if isinstance(model_id_or_config, str) else getattr(cfg, "_name_or_path", "") or cfg.model_type
+    name = model_id_or_config if isinstance(model_id_or_config, str) else getattr(cfg, "name_or_path", "") or cfg.model_type
     gpu_gb = gpu_spec(gpu)["memory_gb"] if gpu else None
     size = tot*dtype_bytes if method == "full" else tr*adapter_bytes
     opts = ", ".join(x for x in (optimizer if optimizer != "adamw" else "", precision if method == "full" and precision != "mixed" else "",
@@ -178,7 +178,6 @@ PUBLISHED_MEMORY = [  # (source, url, kind, what they published, GB, estimate() 
 
 def memory_comparison(rows=None, gpu="A100-80GB", seq_len=1024, batch=1):
     "Markdown table: each published figure beside `estimate` for the same setup (seq_len × batch where the source gives none) and the ratio."
-    from playbook_lib.models import Markdown
     out = []
     for src, url, kind, what, gb, kw in rows or PUBLISHED_MEMORY:
         e = estimate(**{"gpu": gpu, "seq_len": seq_len, "batch": batch, **kw})
@@ -195,7 +194,6 @@ def _train_seconds_per_mtok(est, gpu, mfu=0.4):
 
 def compare_methods(model_id_or_config="Qwen/Qwen2.5-7B-Instruct", gpu="A100-80GB", seq_len=512, batch=4, r=16, plot=True):
     "The five-dimension FFT/LoRA/QLoRA table (Markdown) for a model and GPU, plus a memory bar chart."
-    from playbook_lib.models import Markdown
     ests = {m: estimate(model_id_or_config, m, gpu, seq_len, batch, r=r) if m != "full" else estimate(model_id_or_config, m, gpu, seq_len, batch)
             for m in ("full", "lora", "qlora")}
     ceiling = {"full": "最高（所有参数可变）", "lora": "接近 FFT", "qlora": "接近 LoRA（4-bit 量化误差）"}
@@ -278,8 +276,7 @@ def cpu_batch(mem_gb, effective=8, share=0.5):
     return b, max(1, effective//b)
 
 def _cpu_settings(mem_gb, bnb, cores=None):
-    import torch
-    bf = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    bf = mkldnn_bf16_supported()
     cores = cores or usable_cores()
     bs, ga = cpu_batch(mem_gb)
     why = [f"没有 CUDA：在 CPU 上训练（可用 {cores} 核，可用内存 {mem_gb:.0f} GB，已按容器/cgroup 限制算），用 cpu 档位的小模型",
@@ -306,18 +303,18 @@ def _mps_settings(mem_gb):
 
 def _gpu_settings(g, bnb):
     bf, mem = bf16_ok(g["capability"]), g["memory_gb"]
-    method = "qlora" if bnb and mem < 39 else "lora"
-    bs = 16 if mem >= 39 else 4
+    big = TIERS["a100"].min_gpu_gb   # the a100 tier's 7B base fits in 16 bits from here on
+    method = "qlora" if bnb and mem < big else "lora"
+    bs = 16 if mem >= big else 4
     why = [f"{g['name']}：{mem} GB，计算能力 {g['capability'][0]}.{g['capability'][1]}",
            "计算能力 ≥ 8：用 bf16" if bf else "计算能力 < 8：没有真 bf16，用 fp16（不要信 is_bf16_supported()）",
-           f"显存 {'< 39 GB 且 bitsandbytes 可用：QLoRA' if method == 'qlora' else '充足：LoRA（16-bit 基座）'}",
+           f"显存 {f'< {big:.0f} GB 且 bitsandbytes 可用：QLoRA' if method == 'qlora' else '充足：LoRA（16-bit 基座）'}",
            f"每卡 batch {bs}，梯度累积 {16//bs} 步，等效 batch 16"]
     return dict(device="cuda", memory_gb=mem, capability=g["capability"], bf16=bf, bitsandbytes=bnb, dtype="bfloat16" if bf else "float16",
                 method=method, batch_size=bs, grad_accum=16//bs, reasons=why)
 
 def preflight(gpu=None):
     "Read the real hardware (or a `gpu_info()`-style dict) and return the settings to train with, with reasons."
-    from playbook_lib.models import gpu_info
     g = gpu_info() if gpu is None else gpu
     if g: return Preflight(**_gpu_settings(g, bitsandbytes_works("cuda") if gpu is None else True))
     if gpu is None and mps_available(): return Preflight(**_mps_settings(usable_memory_gb()))

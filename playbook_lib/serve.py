@@ -9,6 +9,9 @@ from __future__ import annotations
 import json, os, signal, socket, subprocess, sys, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
+from .tickets import load_split, parse_ticket
+from .cli import print_failure
+from .data import DataInputError
 
 # %% auto #0
 __all__ = ['shell_command', 'transformers_serve_command', 'vllm_command', 'release_base', 'free_port', 'ServeError', 'Server',
@@ -131,7 +134,6 @@ def smoke_case(ex, i=0):
     """(prompt messages, gold answer or None) of one case: a record or conversation in any format `playbook check-data` reads.
     A trailing assistant turn is the gold answer; without one the whole conversation is the prompt and only errors count."""
     from playbook_lib.train import conversations
-    from playbook_lib.data import DataInputError
     try: (msgs,) = conversations([ex])
     except DataInputError as e: raise DataInputError(f"冒烟用例第 {i} 条：{e}") from None
     if not msgs: raise DataInputError(f"冒烟用例第 {i} 条没有消息")
@@ -139,7 +141,6 @@ def smoke_case(ex, i=0):
 
 def grade_answer(text, gold):
     "(json_valid, exact) of one answer: a JSON-object gold compares parsed objects, any other gold the stripped text; None where it does not apply."
-    from playbook_lib.tickets import parse_ticket
     if gold is None: return None, None
     if (g := parse_ticket(gold)) is not None:
         p = parse_ticket(text)
@@ -165,7 +166,6 @@ def smoke_test(endpoint, # server root, e.g. http://127.0.0.1:8000
                ) -> SmokeReport:
     "Send cases through the `openai` client and grade the answers (JSON or plain text); every request goes to `monitor`."
     from openai import OpenAI
-    from playbook_lib.tickets import load_split
     from playbook_lib.train import conversations
     client = OpenAI(base_url=f"{endpoint}/v1", api_key="not-needed", timeout=timeout, max_retries=0)
     if isinstance(cases, (str, Path)): cases = conversations(Path(cases), n)   # a file; errors name its line
@@ -267,8 +267,6 @@ def cli_serve(argv: list[str] | None = None) -> int:
         return 0
     cases = None
     if a.cases:   # read and check the cases before the (slow) server start: a bad line names the file and line
-        from playbook_lib.cli import print_failure
-        from playbook_lib.data import DataInputError
         from playbook_lib.train import conversations
         try: cases = conversations(Path(a.cases), a.smoke or None); [smoke_case(c, i) for i, c in enumerate(cases)]
         except DataInputError as e: return print_failure(e, code=2)

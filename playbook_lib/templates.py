@@ -9,15 +9,16 @@ from __future__ import annotations
 import html, itertools, json, os, re, shutil, tempfile
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from .train import encode_chat, assistant_spans
 from .models import short_path
+from ._compat import llama3_header_ids
+from .models import cache_root, load_tokenizer
 
 # %% auto #0
 __all__ = ['TEMPLATE_FACTS_CHECKED', 'TEMPLATE_FACTS', 'CHAT_TEMPLATES', 'REFERENCE_PACKAGES', 'REFERENCE_INSTALL', 'ISSUES',
-           'ROLES', 'TemplateFacts', 'facts_table', 'family_tokenizer', 'vendor_encoder', 'vendor_text',
-           'TemplateIssue', 'role_problems', 'system_behaviour', 'end_of_turn_token', 'generation_header',
-           'render_go_template', 'template_parts', 'render_modelfile', 'parse_modelfile', 'TemplateReport',
-           'check_chat_template', 'LossMaskView', 'loss_mask_view']
+           'ROLES', 'TemplateFacts', 'facts_table', 'family_tokenizer', 'assistant_spans', 'encode_chat',
+           'vendor_encoder', 'vendor_text', 'TemplateIssue', 'role_problems', 'system_behaviour', 'end_of_turn_token',
+           'generation_header', 'render_go_template', 'template_parts', 'render_modelfile', 'parse_modelfile',
+           'TemplateReport', 'check_chat_template', 'LossMaskView', 'loss_mask_view']
 
 # %% ../nbs/03a_templates.ipynb #615050a8
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def _build_llama3():
     tok = _tiktoken_tokenizer(_pkg_file("llama_models", "llama3", "tokenizer.model"), ref.pat_str, sorted(ref.special_tokens, key=ref.special_tokens.get))
     tok.bos_token, tok.eos_token = "<|begin_of_text|>", "<|eot_id|>"
     from tokenizers import processors  # like Meta's tokenizer.json: plain tok(text) prepends <|begin_of_text|>
-    tok._tokenizer.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A <|begin_of_text|> $B",
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A <|begin_of_text|> $B",
                                                                   special_tokens=[("<|begin_of_text|>", 128000)])
     return tok
 
@@ -166,7 +167,6 @@ def _build_mistral(fname="mistral_instruct_tokenizer_240323.model.v3"):
 
 def _build_standin(family):
     "SmolLM2's real vocab plus the family's special tokens: renders the family's format, not its real token ids."
-    from playbook_lib.models import load_tokenizer
     f = TEMPLATE_FACTS[family]
     tok = load_tokenizer("cpu")
     extra = {"gemma2": ["<start_of_turn>", "<end_of_turn>"], "gemma3": ["<start_of_turn>", "<end_of_turn>"],
@@ -181,9 +181,7 @@ def family_tokenizer(family, cache=True):
     "An HF fast tokenizer for `family` with this book's chat template, built offline from the vendors' PyPI packages."
     from transformers import AutoTokenizer
     if family == "smollm2":
-        from playbook_lib.models import load_tokenizer
         return load_tokenizer("cpu")
-    from playbook_lib.models import cache_root
     d = cache_root()/"tokenizers"/family
     if cache and (d/"tokenizer.json").exists():
         return AutoTokenizer.from_pretrained(d)
@@ -198,6 +196,29 @@ def family_tokenizer(family, cache=True):
         tmp = Path(tempfile.mkdtemp(dir=d.parent)); tok.save_pretrained(tmp)
         shutil.rmtree(d, ignore_errors=True); tmp.replace(d)
     return tok
+
+# %% ../nbs/03a_templates.ipynb #a5952898
+def _render(tok, messages, gen=False):
+    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
+
+def assistant_spans(tok, messages):
+    "Character spans (start, end) of every assistant turn in the rendered conversation, end-of-turn token included."
+    full, spans = _render(tok, messages), []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant": continue
+        before, upto = _render(tok, messages[:i], True), _render(tok, messages[:i+1])
+        if not (full.startswith(upto) and upto.startswith(before)):
+            raise ValueError(f"chat template is not prefix-preserving at message {i}: cannot locate the assistant turn "
+                             "(see chapter 3, template_not_prefix_preserving)")
+        spans.append((len(before), len(upto.rstrip())))
+    return full, spans
+
+def encode_chat(tok, messages, max_length=None):
+    "Token ids, labels (assistant turns only, end-of-turn included) and attention mask for one conversation."
+    full, spans = assistant_spans(tok, messages)
+    enc = tok(full, add_special_tokens=False, return_offsets_mapping=True, truncation=max_length is not None, max_length=max_length)
+    labels = [t if any(s <= a and b <= e and a < b for s, e in spans) else -100 for t, (a, b) in zip(enc["input_ids"], enc["offset_mapping"])]
+    return dict(input_ids=enc["input_ids"], labels=labels, attention_mask=[1]*len(labels))
 
 # %% ../nbs/03a_templates.ipynb #a8676643
 def _import_skipping_init(modname, pkg):
@@ -225,7 +246,7 @@ def vendor_encoder(family):
         def enc(msgs):
             raw = [RawMessage(role=m["role"], content=m["content"], stop_reason=StopReason.end_of_turn if m["role"] == "assistant" else None) for m in msgs]
             ids = cf.encode_dialog_prompt(raw).tokens
-            return ids[:-len(cf._encode_header("assistant"))] if msgs[-1]["role"] == "assistant" else ids
+            return ids[:-len(llama3_header_ids(cf, "assistant"))] if msgs[-1]["role"] == "assistant" else ids
         return enc
     if family.startswith("mistral"):
         from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
@@ -301,9 +322,6 @@ def role_problems(messages):
     return out
 
 # %% ../nbs/03a_templates.ipynb #088c2ebd
-def _render(tok, messages, gen=False):
-    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
-
 _S, _U, _A, _U2 = "SYS-SENTINEL-7f3a", "USER-SENTINEL-1", "ASSISTANT-SENTINEL-1", "USER-SENTINEL-2"
 
 def system_behaviour(tok):
@@ -566,8 +584,17 @@ def _template_level(tok, convs, facts, mf, stop_tokens):
     if mf: out.append(_stop_issue(tok, eot, mf["stop"], "Modelfile", 0))
     return [i for i in out if i]
 
-def check_chat_template(tok, conversations, facts=None, reference=None, saved=None, modelfile=None, stop_tokens=None,
-                        encode=encode_chat, name=None, max_examples=None):
+def check_chat_template(tok,                 # tokenizer (or its directory) whose chat template the trainer renders with
+                        conversations,       # message lists, or records with "messages"
+                        facts=None,          # TemplateFacts or a TEMPLATE_FACTS key: expected BOS and end-of-turn
+                        reference=None,      # vendor family ("llama3", "qwen2.5", "mistral-v3"...) or a messages -> ids function
+                        saved=None,          # the tokenizer saved with the adapter: must tokenize identically
+                        modelfile=None,      # an Ollama Modelfile (text) whose TEMPLATE must render the same prompt ids
+                        stop_tokens=None,    # the server's stop strings: must include the end-of-turn token
+                        encode=encode_chat,  # how the trainer encodes one conversation (ids + labels)
+                        name=None,           # report title; default the tokenizer's path
+                        max_examples=None,   # check only the first n conversations
+                       ) -> TemplateReport:
     "Check a tokenizer's chat template and the trainer's labels on `conversations`, and diff token ids against other renderings."
     facts = TEMPLATE_FACTS[facts] if isinstance(facts, str) else facts  # TemplateFacts or registry key: BOS / end-of-turn expectations
     convs = [c["messages"] if isinstance(c, dict) else c for c in conversations][:max_examples]

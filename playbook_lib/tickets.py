@@ -9,6 +9,7 @@ from __future__ import annotations
 import json, random, re, hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from .io import write_atomic
 
 # %% auto #0
 __all__ = ['INTENTS', 'ACTIONS', 'PRIORITIES', 'SYSTEM_PROMPT', 'PRODUCTS', 'SURNAMES', 'GIVEN', 'QTY_WORDS', 'TYPOS', 'REQUESTS',
@@ -207,12 +208,8 @@ def data_dir():
     return Path(os.environ.get("PLAYBOOK_DATA") or DATA_DIR)
 
 def write_jsonl(path, records):
-    "Write records to `path` atomically (temp file, then rename)."
-    path = Path(path); tmp = path.with_suffix(path.suffix + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records: f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    "Write records to `path` as JSON lines, atomically (appendix E)."
+    return write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 def read_jsonl(path):
     "Read a JSONL file; a bad line raises an error naming the file and line."

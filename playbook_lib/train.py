@@ -7,51 +7,31 @@ Docs: https://ft-playbook.github.io/specialist-playbook/train.html.md"""
 # %% ../nbs/02_train.ipynb #2e98db27
 from __future__ import annotations
 import os
-
-# PyTorch's CPU allocator reads this once, at the first tensor allocation (importing transformers already makes one): tensors of
-# 2 MB and more then get page-aligned, madvise(MADV_HUGEPAGE) blocks, so reusing activation memory every step costs one page fault
-# per 2 MB instead of one per 4 KB (see `TrimHeap`). Linux only; a value the user already set wins.
-if "THP_MEM_ALLOC_ENABLE" not in os.environ: os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
+from .tickets import load_split, score_tickets
+from .cli import print_failure
+from .models import Markdown, TIERS, bnb_config, cache_root, chat_generate, gpu_info, load_base, load_tokenizer, model_source, tiny_model
+from .plan import bf16_ok, mps_available, peft_config_for
+from .data import DataInputError, read_examples, to_messages
 
 # %% auto #0
 __all__ = ['METHODS', 'SCHEDULES', 'REPORT_TO', 'DTYPES', 'UNSLOTH_TARGETS', 'SPLITS', 'SPECIALIST_RECIPE', 'BUDGETS',
-           'GENERAL_TEXTS', 'HYPERPARAM_ADVICE', 'assistant_spans', 'encode_chat', 'ConfigError', 'TrainConfig',
-           'check_config', 'resolve_dtype', 'has_unsloth', 'precast_frozen_linears', 'load_for_training',
-           'keep_4bit_differentiable', 'conversations', 'encode_dataset', 'StopWhenValLossRises', 'StepTimer',
-           'thp_allocations', 'TrimHeap', 'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb', 'param_counts',
-           'shared_prefix_len', 'prefix_shared_hidden', 'labelled_lm_loss', 'lm_logits', 'quiet_ckpt_alias',
-           'load_adapter', 'last_checkpoint', 'RunMismatchError', 'run_fingerprint', 'prior_run', 'train_sft',
-           'StepBar', 'specialist_dir', 'evaluate_tickets', 'load_specialist', 'train_specialist', 'sweep',
-           'plot_sweep', 'perplexity', 'hyperparam_table', 'cli_train']
-
-# %% ../nbs/02_train.ipynb #a5952898
-def _render(tok, messages, gen_prompt=False):
-    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen_prompt)
-
-def assistant_spans(tok, messages):
-    "Character spans (start, end) of every assistant turn in the rendered conversation, end-of-turn token included."
-    full, spans = _render(tok, messages), []
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant": continue
-        before, upto = _render(tok, messages[:i], gen_prompt=True), _render(tok, messages[:i+1])
-        if not (full.startswith(upto) and upto.startswith(before)):
-            raise ValueError(f"chat template is not prefix-preserving at message {i}: cannot locate the assistant turn "
-                             "(see chapter 3, template_not_prefix_preserving)")
-        spans.append((len(before), len(upto.rstrip())))
-    return full, spans
-
-def encode_chat(tok, messages, max_length=None):
-    "Token ids, labels (assistant turns only, end-of-turn included) and attention mask for one conversation."
-    full, spans = assistant_spans(tok, messages)
-    enc = tok(full, add_special_tokens=False, return_offsets_mapping=True, truncation=max_length is not None, max_length=max_length)
-    labels = [t if any(s <= a and b <= e and a < b for s, e in spans) else -100 for t, (a, b) in zip(enc["input_ids"], enc["offset_mapping"])]
-    return dict(input_ids=enc["input_ids"], labels=labels, attention_mask=[1]*len(labels))
+           'GENERAL_TEXTS', 'HYPERPARAM_ADVICE', 'ConfigError', 'TrainConfig', 'check_config', 'resolve_dtype',
+           'has_unsloth', 'precast_frozen_linears', 'load_for_training', 'keep_4bit_differentiable', 'conversations',
+           'encode_dataset', 'StopWhenValLossRises', 'StepTimer', 'TrimHeap', 'sft_args', 'TrainResult', 'plot_losses',
+           'peak_memory_gb', 'param_counts', 'shared_prefix_len', 'prefix_shared_hidden', 'labelled_lm_loss',
+           'lm_logits', 'CPUSFTTrainer', 'load_adapter', 'last_checkpoint', 'RunMismatchError', 'run_fingerprint',
+           'prior_run', 'train_sft', 'StepBar', 'specialist_dir', 'evaluate_tickets', 'load_specialist',
+           'train_specialist', 'sweep', 'plot_sweep', 'perplexity', 'hyperparam_table', 'cli_train']
 
 # %% ../nbs/02_train.ipynb #88abc159
-import json, math, resource, time, importlib.util, difflib, contextlib
+import json, math, resource, time, importlib.util, difflib
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from .models import _NoHubKernelNotice, short_path  # noqa: F401  importing models filters bitsandbytes' Hub-kernel notice before peft imports it
+from .io import write_atomic
+from .templates import encode_chat, assistant_spans  # noqa: F401  chapter 3a's: the trainer encodes with the checker's own function
+from ._compat import (thp_allocations, quiet_ckpt_alias, mkldnn_bf16_supported, bnb_stop_cpu_repack,  # noqa: F401
+                                  bnb_unpack_cpu_weight, repeat_cache_rows, count_train_tokens, log_metric, plain_compute_loss)
 
 # %% ../nbs/02_train.ipynb #1a710a1d
 METHODS = ("full", "lora", "qlora", "ia3", "ptuning")
@@ -173,7 +153,6 @@ def _prompt_tokens(tok, messages):
 
 def check_config(cfg, tok=None, conversations=(), gpu=None):
     "Raise ConfigError, naming the fix, for combinations that cannot work; run before any model is loaded."
-    from playbook_lib.plan import bf16_ok
     if cfg.method == "qlora" and not gpu and _on_mps():
         raise ConfigError("method=qlora 在 Apple MPS 上不可用（bitsandbytes 的 4-bit 在 MPS 上本书没有测过）。修法：method: lora")
     if cfg.method == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
@@ -191,17 +170,15 @@ def check_config(cfg, tok=None, conversations=(), gpu=None):
 # %% ../nbs/02_train.ipynb #94b7d70a
 def _on_mps():
     "Train on Apple silicon's MPS backend: it is there and there is no CUDA (PLAYBOOK_DEVICE=cpu keeps the CPU path)."
-    from playbook_lib.plan import mps_available
     return os.environ.get("PLAYBOOK_DEVICE") != "cpu" and mps_available()
 
 def resolve_dtype(cfg, gpu=None):
     "Compute dtype for `cfg`: explicit, else bf16 on capability >= 8 GPUs or bf16-capable CPUs, fp16 on older GPUs, else fp32."
     import torch
-    from playbook_lib.plan import bf16_ok
     if cfg.compute_dtype != "auto": return cfg.compute_dtype
     if gpu: return "bfloat16" if bf16_ok(gpu["capability"]) else "float16"
     if _on_mps(): return "float32"   # see preflight(): 16-bit on MPS depends on the macOS version
-    return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
+    return "bfloat16" if mkldnn_bf16_supported() else "float32"
 
 def has_unsloth():
     "True when the unsloth fast path can be used: CUDA present and unsloth installed (nothing is imported)."
@@ -224,7 +201,6 @@ def _tiny_for(cfg):
     "The random tiny test model; for qlora saved and reloaded through bitsandbytes NF4 so it is really 4-bit."
     import tempfile
     from transformers import AutoModelForCausalLM
-    from playbook_lib.models import tiny_model, bnb_config
     model, tok = tiny_model(seed=cfg.seed)
     if cfg.method != "qlora": return model, tok
     with tempfile.TemporaryDirectory() as d:
@@ -247,7 +223,6 @@ def precast_frozen_linears(model, dtype):
 
 def load_for_training(cfg, gpu=None, unsloth=True):
     "(model, tokenizer, already_peft) for `cfg`: the tiny test model, unsloth on CUDA when installed, else transformers."
-    from playbook_lib.models import tiny_model, load_base, model_source
     if cfg.model == "tiny": return (*_tiny_for(cfg), False)
     if unsloth and gpu and has_unsloth() and cfg.method in ("lora", "qlora"): return (*_load_unsloth(cfg, model_source(cfg.model)[0]), True)
     weights = resolve_dtype(cfg, gpu) if gpu else "float32"  # on CPU: fp32 weights and bf16 autocast matmuls (LoRA: see below)
@@ -262,20 +237,9 @@ def keep_4bit_differentiable(model):
     """Keep bitsandbytes 4-bit layers trainable on CPU: stop them repacking their weights for inference the first time they run in
     eval mode (bitsandbytes >= 0.49 on AVX512-BF16 CPUs; the packed kernel has no backward), and unpack weights already packed.
     Returns how many layers it changed."""
-    try:
-        import bitsandbytes as bnb
-        from bitsandbytes.nn import modules as bnb_modules
+    try: import bitsandbytes as bnb
     except ImportError: return 0
-    unpack, n = getattr(bnb_modules, "_convert_weight_packed_for_cpu_inverse", None), 0
-    for m in model.modules():
-        if not isinstance(m, bnb.nn.Linear4bit): continue
-        qs = getattr(m.weight, "quant_state", None)
-        if unpack and qs is not None and getattr(qs, "packing_format_for_cpu", False):
-            m.weight.data, m.weight.quant_state = unpack(m.weight.data, qs); n += 1
-        elif getattr(m, "support_avx512bf16_for_cpu", False): n += 1
-        m.support_avx512bf16_for_cpu = False
-    return n
-
+    return sum(bnb_unpack_cpu_weight(m) | bnb_stop_cpu_repack(m) for m in model.modules() if isinstance(m, bnb.nn.Linear4bit))
 
 # %% ../nbs/02_train.ipynb #9603f184
 SPLITS = ("train", "val", "test", "golden")   # the running example's splits, shipped with the library
@@ -284,8 +248,6 @@ def conversations(data, n=None):
     """A list of message lists from records (messages, alpaca, sharegpt or dolly), conversations, a split name or a JSONL path:
     the same formats `playbook check-data` reads. A path that does not exist, or a line that cannot be read, is an error
     naming the file and line, never a guess."""
-    from playbook_lib.tickets import load_split
-    from playbook_lib.data import read_examples, to_messages, DataInputError
     if isinstance(data, (str, Path)):
         p = Path(data)
         if p.is_file():
@@ -329,14 +291,6 @@ class StepTimer(TrainerCallback):
     def seconds(self): return sum(self.times)
     def on_step_begin(self, *a, **kw): self._t = time.perf_counter()
     def on_step_end(self, *a, **kw): self.times.append(time.perf_counter() - self._t)
-
-def thp_allocations():
-    """Whether PyTorch's CPU allocator gives this process transparent-huge-page blocks (THP_MEM_ALLOC_ENABLE set before its first
-    allocation). Such blocks of 2 MB and more are page-aligned and madvised; ordinary ones are only 64-byte aligned."""
-    import sys, torch
-    if not sys.platform.startswith("linux"): return False
-    page = os.sysconf("SC_PAGE_SIZE")
-    return all(torch.empty(2**20).data_ptr() % page == 0 for _ in range(3))   # 4 MB tensors: above the 2 MB THP threshold
 
 class TrimHeap(TrainerCallback):
     """After each optimizer step on CPU, return freed heap pages to the OS (glibc `malloc_trim`), so the resident set does not creep up
@@ -386,7 +340,7 @@ class TrainResult:
                 f"| {self.method} | {self.steps} | {self.train_loss:.4f} | {ev} | {self.seconds:.0f} s | {self.tokens_per_s:,.0f} token/s "
                 f"| {self.peak_mem_gb:.2f} GB | {self.trainable:,}（{self.trainable/self.total:.2%}） |"
                 + (f"\n\n从 `{self.resumed_from}` 续训。" if self.resumed_from else "") + ("\n\n验证损失上升，已早停。" if self.stopped_early else ""))
-    def save(self, path=None): _write_atomic(path or Path(self.output_dir)/"train_result.json", json.dumps(asdict(self), indent=1, ensure_ascii=False))
+    def save(self, path=None): write_atomic(path or Path(self.output_dir)/"train_result.json", json.dumps(asdict(self), indent=1, ensure_ascii=False))
 
 def plot_losses(history, path=None, title="loss"):
     "Train and validation loss against step; saved to `path` as PNG."
@@ -450,7 +404,7 @@ def prefix_shared_hidden(decoder, input_ids, attention_mask=None, labels=None, m
         return decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state, 0
     cache = DynamicCache(config=decoder.config)
     decoder(input_ids=input_ids[:1, :start], past_key_values=cache, use_cache=True)
-    cache.batch_repeat_interleave(B)                                   # differentiable copies: gradients reach the shared pass
+    repeat_cache_rows(cache, B)                                        # differentiable copies: gradients reach the shared pass
     pos = torch.arange(start, L, device=input_ids.device).expand(B, -1)
     return decoder(input_ids=input_ids[:, start:], attention_mask=attention_mask, position_ids=pos, past_key_values=cache,
                    use_cache=True).last_hidden_state, start
@@ -476,43 +430,30 @@ def lm_logits(model, h):
     if (cap := getattr(cfg, "final_logit_softcapping", None)): logits = torch.tanh(logits / cap) * cap
     return logits
 
-# %% ../nbs/02_train.ipynb #89dab5bc
-def _cpu_trainer_class():
-    "SFTTrainer whose loss sends only the trained positions through the LM head and computes the shared prefix once (CPU; see the text)."
-    import torch
-    from trl import SFTTrainer
-    from transformers import Trainer
-    class CPUSFTTrainer(SFTTrainer):
-        "On CPU, TRL's tiled fused LM head is slow and full logits are large: project only the labelled positions; share the batch's common prefix."
-        shared_prefix_tokens, share_prefix = 0, True
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            mode = "train" if self.model.training else "eval"
-            if mode == "train":
-                self._total_train_tokens += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else inputs["position_ids"].size(1)
-            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
-            inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-            prompt_learning = getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False)
-            loss_only = return_outputs and mode == "eval" and self.args.prediction_loss_only   # validation loss: no logits needed either
-            if (return_outputs and not loss_only) or prompt_learning or self.accelerator.num_processes > 1 or not hasattr(inner, "lm_head"):
-                return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-            with self.accelerator.autocast():
-                loss, n, start = labelled_lm_loss(inner, inputs["input_ids"], inputs.get("attention_mask"), inputs["labels"], inputs.get("position_ids"),
-                                                  share_prefix=self.share_prefix)
-            if mode == "train":
-                self.shared_prefix_tokens += start*(inputs["input_ids"].size(0) - 1)   # row-tokens computed once, not per row
-                self._metrics["train"]["shared_prefix_tokens"] = [self.shared_prefix_tokens]
-            loss = loss / (num_items_in_batch if num_items_in_batch is not None else n.clamp(min=1))
-            return (loss, {}) if loss_only else loss
-    return CPUSFTTrainer
+# %% ../nbs/02_train.ipynb #49efdec4
+from trl import SFTTrainer
 
-@contextlib.contextmanager
-def quiet_ckpt_alias():
-    "Hide the FutureWarning that peft and TRL trigger by reading transformers' deprecated `is_gradient_checkpointing` name."
-    import warnings
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
-        yield
+class CPUSFTTrainer(SFTTrainer):
+    "SFTTrainer for CPUs: only the trained positions go through the LM head, and a batch's common prefix is computed once."
+    shared_prefix_tokens, share_prefix = 0, True
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if self.model.training else "eval"
+        count_train_tokens(self, inputs, mode)
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        prompt_learning = getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False)
+        loss_only = return_outputs and mode == "eval" and self.args.prediction_loss_only   # validation loss: no logits needed either
+        if (return_outputs and not loss_only) or prompt_learning or self.accelerator.num_processes > 1 or not hasattr(inner, "lm_head"):
+            return plain_compute_loss(self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        with self.accelerator.autocast():
+            loss, n, start = labelled_lm_loss(inner, inputs["input_ids"], inputs.get("attention_mask"), inputs["labels"],
+                                              inputs.get("position_ids"), share_prefix=self.share_prefix)
+        if mode == "train":
+            self.shared_prefix_tokens += start*(inputs["input_ids"].size(0) - 1)   # row-tokens computed once, not per row
+            log_metric(self, "train", "shared_prefix_tokens", self.shared_prefix_tokens)
+        loss = loss / (num_items_in_batch if num_items_in_batch is not None else n.clamp(min=1))
+        return (loss, {}) if loss_only else loss
 
+# %% ../nbs/02_train.ipynb #c88d52a6
 def load_adapter(model, path, **kw):
     """`PeftModel.from_pretrained(model, path, **kw)` without that FutureWarning: every chapter loads adapters through this.
     In memory the adapter's config names the base this process actually loaded (its local directory, as PEFT records
@@ -520,7 +461,7 @@ def load_adapter(model, path, **kw):
     id up over the network (offline: two UserWarnings per save). The saved file still gets the Hub id (`_record_base_id`)."""
     from peft import PeftModel
     with quiet_ckpt_alias(): pm = PeftModel.from_pretrained(model, str(path), **kw)
-    local = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
+    local = getattr(getattr(model, "config", None), "name_or_path", "") or ""
     if local and (Path(local)/"config.json").exists():
         for c in pm.peft_config.values(): c.base_model_name_or_path = local
     return pm
@@ -538,24 +479,13 @@ def last_checkpoint(output_dir, log=print):
             if int(os.environ.get("RANK", "0")) == 0: shutil.rmtree(p, ignore_errors=True)
     return None
 
+# %% ../nbs/02_train.ipynb #3ae2d8c1
 _NOT_LEARNED = ("output_dir", "train_data", "val_data", "report_to")   # where a run writes and logs; the data themselves are hashed
 _MAY_CHANGE_ON_RESUME = ("max_steps", "num_train_epochs", "eval_steps", "save_steps", "early_stopping_patience")
 
 class RunMismatchError(ConfigError):
     "`output_dir` holds checkpoints of a different run (config or data): resuming would mix the two."
     fix = "换一个新的 output_dir；或者丢弃旧检查点从头训：train_sft(..., fresh=True) / playbook train --fresh"
-
-def _write_atomic(path, text):
-    "Write `text` to `path` through a temporary file in the same directory, fsync, then rename."
-    import tempfile
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f: f.write(text); f.flush(); os.fsync(f.fileno())
-    os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; the file gets the mode open() would give it
-    os.replace(tmp, path)
-
-def _umask():
-    m = os.umask(0o22); os.umask(m); return m
 
 def run_fingerprint(cfg, train_convs, val_convs):
     "What a run learns from: its config (less where it writes and logs) and a SHA-256 of each data split as loaded."
@@ -596,6 +526,7 @@ def _start_fresh(out):
     for p in Path(out).glob("checkpoint-*"): shutil.rmtree(p, ignore_errors=True)
     for f in ("run_fingerprint.json", "train_result.json"): (Path(out)/f).unlink(missing_ok=True)
 
+# %% ../nbs/02_train.ipynb #9720c533
 def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progress=True, fresh=False):
     """Supervised fine-tuning with TRL: loss on assistant tokens only, checkpoints, resume, early stop; returns a TrainResult.
     Re-running the same config on the same data returns the finished result without training; a checkpoint in `output_dir`
@@ -611,8 +542,6 @@ def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progre
 def _train_sft(cfg, train_data, val_data, model, tokenizer, progress, fresh):
     import torch
     from trl import SFTTrainer
-    from playbook_lib.models import gpu_info, load_tokenizer
-    from playbook_lib.plan import peft_config_for
     gpu, tr_c, va_c = gpu_info(), conversations(train_data, cfg.n_train), conversations(val_data, cfg.n_val) if val_data is not None else []
     tok = tokenizer or load_tokenizer("cpu" if cfg.model == "tiny" else cfg.model)
     check_config(cfg, tok, tr_c, gpu)                                    # fail before the model is loaded
@@ -625,7 +554,7 @@ def _train_sft(cfg, train_data, val_data, model, tokenizer, progress, fresh):
         return done
     if int(os.environ.get("RANK", "0")) == 0:
         (Path(cfg.output_dir)/"train_result.json").unlink(missing_ok=True)    # present only when the run it describes finished
-        _write_atomic(Path(cfg.output_dir)/"run_fingerprint.json", json.dumps(fp, ensure_ascii=False, indent=1))
+        write_atomic(Path(cfg.output_dir)/"run_fingerprint.json", json.dumps(fp, ensure_ascii=False, indent=1))
     dtype = resolve_dtype(cfg, gpu)
     if model is None: model, tok, is_peft = load_for_training(cfg, gpu)
     else: is_peft = hasattr(model, "peft_config")
@@ -634,7 +563,7 @@ def _train_sft(cfg, train_data, val_data, model, tokenizer, progress, fresh):
     pc = None if is_peft else peft_config_for(cfg.method, cfg.r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules, cfg.num_virtual_tokens)
     timer, stopper = StepTimer(), StopWhenValLossRises(cfg.early_stopping_patience)
     plain = gpu or _on_mps()   # CUDA and MPS: TRL's own trainer; the CPU trainer's prefix sharing and heap trimming are CPU engineering
-    with quiet_ckpt_alias(): trainer = (SFTTrainer if plain else _cpu_trainer_class())(model=model, args=sft_args(cfg, dtype, gpu, bool(va_c), progress), processing_class=tok, peft_config=pc,
+    with quiet_ckpt_alias(): trainer = (SFTTrainer if plain else CPUSFTTrainer)(model=model, args=sft_args(cfg, dtype, gpu, bool(va_c), progress), processing_class=tok, peft_config=pc,
                          train_dataset=encode_dataset(tok, tr_c, cfg.max_length), callbacks=[timer, stopper] + ([] if plain else [TrimHeap()]),
                          eval_dataset=encode_dataset(tok, va_c, cfg.max_length) if va_c else None)
     _console_progress(trainer, progress)
@@ -645,6 +574,7 @@ def _train_sft(cfg, train_data, val_data, model, tokenizer, progress, fresh):
     if trainer.is_world_process_zero(): _save_outputs(trainer, cfg, res)
     return res
 
+# %% ../nbs/02_train.ipynb #466492b9
 class StepBar(TrainerCallback):
     "A console bar over training steps with the latest loss as its postfix; it never prints the per-step log dicts."
     def __init__(self, desc="训练"): self.desc, self.bar = desc, None
@@ -666,13 +596,13 @@ def _console_progress(trainer, progress):
     if not progress: trainer.remove_callback(PrinterCallback); return
     if trainer.pop_callback(ProgressCallback) is not None: trainer.add_callback(StepBar())   # notebooks keep their own table
 
+# %% ../nbs/02_train.ipynb #f3981db5
 def _record_base_id(f, model):
     """PEFT records the directory the base was loaded from; for a tier that is a cache path on this machine, which means
     nothing on another. Record the tier's Hub id instead (a model id or directory the user gave stays as given)."""
-    from playbook_lib.models import TIERS
     if not f.exists() or (t := TIERS.get(str(model).lower())) is None: return
     c = json.loads(f.read_text()); c["base_model_name_or_path"] = t.model_id
-    _write_atomic(f, json.dumps(c, indent=2, ensure_ascii=False))
+    write_atomic(f, json.dumps(c, indent=2, ensure_ascii=False))
 
 def _save_outputs(trainer, cfg, res):
     "Adapter (or full model) + tokenizer with its chat template, the config, the result and the loss curve."
@@ -691,21 +621,17 @@ BUDGETS = {"full": dict(), "tiny": dict(max_steps=3, batch_size=4, n_train=16, n
 
 def specialist_dir(budget="full"):
     "Where `train_specialist` keeps the cpu-tier specialist: cache_root()/specialist-cpu (tiny: specialist-cpu-tiny)."
-    from playbook_lib.models import cache_root
     return cache_root()/("specialist-cpu" if budget == "full" else "specialist-cpu-tiny")
 
 # %% ../nbs/02_train.ipynb #5b8db52f
 def evaluate_tickets(model, tok, records, batch_size=16, max_new_tokens=160):
     "JSON-valid / exact-match score of greedy answers to the system+user turns of `records`."
-    from playbook_lib.models import chat_generate
-    from playbook_lib.tickets import score_tickets
     outs = chat_generate(model, tok, [r["messages"][:2] for r in records], max_new_tokens=max_new_tokens, batch_size=batch_size)
     return score_tickets(outs, [r["messages"][2]["content"] for r in records])
 
 def load_specialist(path=None, merge=True):
     "Base model + the trained adapter at `path` (default: the full cpu specialist), merged for fast inference."
     from transformers import AutoTokenizer
-    from playbook_lib.models import load_base
     path = Path(path or specialist_dir())
     cfg = TrainConfig.from_yaml(path/"train_config.yaml")
     base = _tiny_for(cfg)[0] if cfg.model == "tiny" else load_base(cfg.model, load_in_4bit=cfg.method == "qlora")[0]
@@ -718,7 +644,6 @@ def train_specialist(budget="full", out_dir=None, progress=False, reuse=False):
     """Train the cpu-tier ticket specialist with SPECIALIST_RECIPE, score it on the test split, save adapter + metrics json.
     `reuse=True` returns the finished specialist already in `out_dir` when it was trained and scored with this exact recipe."""
     import shutil
-    from playbook_lib.tickets import load_split
     out = Path(out_dir or specialist_dir(budget))
     cfg = TrainConfig(**{**SPECIALIST_RECIPE, **BUDGETS[budget]}, output_dir=str(out))
     done, result = out/"specialist.json", out/"train_result.json"
@@ -744,7 +669,6 @@ def sweep(configs, steps=30, n_test=48, out_root=None, **overrides):
     """Train one short run per dict of overrides in `configs`; return rows with the final losses and the test score.
     Each run stays under `out_root` (default: a new temporary directory) so it can be loaded afterwards; delete it when done."""
     import tempfile
-    from playbook_lib.tickets import load_split
     out_root, test, rows = Path(out_root or tempfile.mkdtemp(prefix="sweep-")), load_split("test", n=n_test), []
     for c in configs:
         name = ",".join(f"{k}={v}" for k, v in c.items())
@@ -800,8 +724,6 @@ HYPERPARAM_ADVICE = [
 
 def hyperparam_table(recipe=None):
     "The hyperparameter advice table, with the values of `recipe` (default SPECIALIST_RECIPE) in the last column."
-    from playbook_lib.models import Markdown
-    from playbook_lib.tickets import load_split
     r = {**SPECIALIST_RECIPE, **(recipe or {})}
     n_rows = r.get("n_train") or len(load_split("train"))   # rows one epoch goes through
     ours = {"learning_rate": r["learning_rate"], "num_train_epochs / max_steps": f"{r['max_steps']} 步（约 {r['max_steps']*r['batch_size']*r['grad_accum']/n_rows:.1f} 轮）",
@@ -833,12 +755,10 @@ def cli_train(argv=None):
         d = yaml.safe_load(Path(a.config).read_text()) or {}
         cfg = TrainConfig.from_dict({**d, **_parse_set(a.set)})
         if a.check:
-            from playbook_lib.models import load_tokenizer, gpu_info
             check_config(cfg, load_tokenizer("cpu" if cfg.model == "tiny" else cfg.model), conversations(cfg.train_data, cfg.n_train), gpu_info())
             print("配置检查通过"); return 0
         res = train_sft(cfg, cfg.train_data, cfg.val_data, progress=not a.quiet, fresh=a.fresh)
     except ConfigError as e:
-        from playbook_lib.cli import print_failure
         return print_failure(e, code=2)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"完成：{res.steps} 步，训练损失 {res.train_loss:.4f}，验证损失 {'—' if res.eval_loss is None else f'{res.eval_loss:.4f}'}，{res.tokens_per_s:.0f} token/s，输出 {short_path(res.output_dir)}")

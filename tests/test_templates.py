@@ -126,3 +126,12 @@ def test_the_qwen_reference_encoder_leaves_no_stub_package_behind():
             "print(len(enc([{'role': 'user', 'content': 'again'}, {'role': 'assistant', 'content': 'fine'}])) > 0)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.stdout.split("\n")[:2] == ["True []", "True"], r.stdout + r.stderr[-2000:]
+
+def test_every_family_in_the_facts_table_stops_and_its_tokens_are_flagged_in_data():
+    "End-of-turn tokens live in three tables (issue 29): a new family must be added to all three or it can silently fail to stop."
+    from playbook_lib.templates import TEMPLATE_FACTS
+    from playbook_lib.models import END_OF_TURN_TOKENS
+    from playbook_lib.data import SPECIAL_LITERALS
+    for f in TEMPLATE_FACTS.values():
+        assert f.eot == f.eos or f.eot in END_OF_TURN_TOKENS, f"{f.family}: end-of-turn {f.eot} missing from models.END_OF_TURN_TOKENS"
+        for t in {f.bos, f.eos, f.eot} - {None}: assert t in SPECIAL_LITERALS, f"{f.family}: {t} missing from data.SPECIAL_LITERALS"

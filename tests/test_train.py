@@ -248,7 +248,7 @@ def test_cpu_validation_loss_matches_the_full_logits_loss(tmp_path):
     from transformers import Trainer
     res = train_sft(tiny_cfg(tmp_path, max_steps=2, eval_steps=2), toy(16), toy(8, seed=1), progress=False)
     assert res.eval_loss is not None and math.isfinite(res.eval_loss)
-    trainer_cls = T._cpu_trainer_class()
+    trainer_cls = T.CPUSFTTrainer
     from playbook_lib.train import load_for_training, sft_args, encode_dataset
     cfg = tiny_cfg(tmp_path, max_steps=1, output_dir=str(tmp_path/"b"))
     model, tok, _ = load_for_training(cfg)
@@ -309,7 +309,7 @@ def test_cpu_trainer_shares_the_prefix_in_training_and_validation(tmp_path, tok)
     assert off.shared_prefix_tokens == 0
     cfg = tiny_cfg(tmp_path, max_steps=1, max_length=512, output_dir=str(tmp_path/"b"))
     model, _, _ = load_for_training(cfg)
-    tr = T._cpu_trainer_class()(model=model, args=sft_args(cfg, "float32", None, True, False), processing_class=tok,
+    tr = T.CPUSFTTrainer(model=model, args=sft_args(cfg, "float32", None, True, False), processing_class=tok,
                                 peft_config=peft_config_for("lora", 8, 16, 0.0, "all-linear", 20),
                                 train_dataset=encode_dataset(tok, [r["messages"] for r in load_split("train", n=8)]),
                                 eval_dataset=encode_dataset(tok, [r["messages"] for r in load_split("val", n=8)]))
@@ -322,24 +322,30 @@ def test_cpu_trainer_shares_the_prefix_in_training_and_validation(tmp_path, tok)
     assert torch.allclose(fast, full, rtol=1e-4), (fast, full)
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="THP allocations and malloc_trim are Linux/glibc features")
-def test_importing_train_turns_on_huge_page_allocations_and_trimheap_steps_aside():
-    "playbook_lib.train sets THP_MEM_ALLOC_ENABLE before the first tensor; TrimHeap trims only when huge pages are off."
+def test_setup_runtime_turns_on_huge_page_allocations_and_trimheap_steps_aside():
+    """Importing playbook_lib.train sets nothing; setup_runtime() (what `playbook train`/`demo` call first) gives huge-page
+    allocations without leaving THP_MEM_ALLOC_ENABLE for child processes; TrimHeap trims only when huge pages are off."""
     probe = """
+import os, sys
+if sys.argv[1] == "setup":
+    from playbook_lib._compat import setup_runtime; setup_runtime()
 import playbook_lib.train as T, torch
 x = torch.ones(2**23)   # 32 MB, touched
-huge = sum(int(l.split()[1]) for l in open("/proc/self/smaps_rollup") if l.startswith("AnonHugePages:"))
-print(T.thp_allocations(), huge > 0, T.TrimHeap().trim is None)
+huge = sum(int(l.split()[1]) for l in open("/proc/self/smaps_rollup") if l.startswith("AnonHugePages:"))   # kB; importing TRL alone maps one 2 MB huge page
+print(T.thp_allocations(), huge >= 16 * 1024, T.TrimHeap().trim is None, os.environ.get("THP_MEM_ALLOC_ENABLE", "-"))   # kB: most of the 32 MB
 """
-    def run(**env):
+    def run(mode, **env):
         e = {k: v for k, v in _env().items() if k != "THP_MEM_ALLOC_ENABLE"}
-        out = subprocess.run([sys.executable, "-c", probe], env={**e, **env}, capture_output=True, text=True, timeout=300)
+        out = subprocess.run([sys.executable, "-c", probe, mode], env={**e, **env}, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
-        return out.stdout.split()[-3:]
+        return out.stdout.split()[-4:]
     thp_sys = Path("/sys/kernel/mm/transparent_hugepage/enabled")
     kernel_thp = not thp_sys.exists() or "[never]" not in thp_sys.read_text()
-    on, off = run(), run(THP_MEM_ALLOC_ENABLE="0")            # default vs the user's explicit setting, which wins
-    assert (on[0], on[2]) == ("True", "True") and (off[0], off[2]) == ("False", "False")   # huge-page blocks, and no trimming then
-    if kernel_thp: assert (on[1], off[1]) == ("True", "False")                           # the kernel really backs them with 2 MB pages
+    plain, on, off = run("import"), run("setup"), run("setup", THP_MEM_ALLOC_ENABLE="0")   # the user's explicit setting wins
+    assert (plain[0], plain[2], plain[3]) == ("False", "False", "-")       # no import-time side effect
+    assert (on[0], on[2], on[3]) == ("True", "True", "-")                  # huge-page blocks, no trimming, nothing inherited
+    assert (off[0], off[2], off[3]) == ("False", "False", "0")
+    if kernel_thp: assert (on[1], off[1]) == ("True", "False")             # the kernel really backs them with 2 MB pages
 
 def test_training_and_loading_do_not_print_the_checkpointing_alias_warning(tmp_path):
     "peft reads transformers' deprecated `is_gradient_checkpointing`; every library path that wraps a model with peft hides that FutureWarning, nothing else."
