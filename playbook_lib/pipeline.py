@@ -15,6 +15,7 @@ from .decide import decide
 from .templates import check_chat_template
 from .plan import estimate, preflight
 from .data import clean, lint
+from .io import write_atomic
 
 # %% auto #0
 __all__ = ['BUDGETS', 'DEMO_ANSWERS', 'CHECKLIST', 'STAGES', 'SERVING', 'STAGE_NEEDS', 'PIP_NAME', 'DISK_GB', 'FLYWHEEL_CONTINUE',
@@ -141,7 +142,6 @@ def new_run(out, config):
 # %% ../nbs/06_flywheel.ipynb #0e2bbf56
 from .decide import TICKET_JOB
 from .models import short_path
-from .io import write_atomic
 DEMO_ANSWERS = TICKET_JOB   # the ticket job, answered exactly as in chapter 1 (one definition, there)
 
 class PipelineError(RuntimeError):

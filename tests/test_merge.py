@@ -220,3 +220,15 @@ def test_cli_merge_verifies_with_your_own_probes(qlora, tmp_path, capsys):
     assert cli_merge([str(d/"adapter"), str(tmp_path/"m2"), "--base", str(d/"base"), "--probes", str(probes)]) == 2
     err = capsys.readouterr().err
     assert "probes.jsonl" in err and "第 1 行" in err and not (tmp_path/"m2").exists()
+
+def test_base_revision_pins_a_hub_base_by_the_commit_in_the_local_cache(tmp_path, monkeypatch):
+    """transformers 5 no longer records `config._commit_hash`; the model card's revision comes from huggingface_hub's cache:
+    the snapshot `refs/main` points at. Before appendix F's canary found it, this silently recorded nothing for Hub bases."""
+    import types, huggingface_hub.constants as hc
+    from playbook_lib.merge import base_revision
+    sha = "89abcdef0123456789abcdef0123456789abcdef"
+    repo = tmp_path/"models--Qwen--Qwen2.5-7B-Instruct"
+    (repo/"refs").mkdir(parents=True); (repo/"refs"/"main").write_text(sha)
+    (repo/"snapshots"/sha).mkdir(parents=True); (repo/"snapshots"/sha/"config.json").write_text("{}")
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path))
+    assert base_revision(types.SimpleNamespace(name_or_path="Qwen/Qwen2.5-7B-Instruct")) == dict(revision=sha)
