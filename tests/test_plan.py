@@ -40,8 +40,9 @@ def test_preflight_sizes_the_cpu_batch_from_the_memory_the_cgroup_allows(tmp_pat
 def test_preflight_and_training_take_the_mps_path_when_apple_silicon_is_there(tmp_path, monkeypatch):
     "Issue 28.11: with MPS available a Mac got the CPU path (use_cpu=True, the CPU trainer). Checked by the decisions, not on Apple hardware."
     import playbook_lib.plan as P
+    import playbook_lib.train as T
     from playbook_lib.train import TrainConfig, ConfigError, check_config, resolve_dtype, sft_args
-    monkeypatch.setattr(P, "mps_available", lambda: True)
+    for mod in (P, T): monkeypatch.setattr(mod, "mps_available", lambda: True)   # patched where it is looked up: train imports it by name
     pf = P.preflight()
     assert (pf.device, pf.dtype, pf.method, pf.bitsandbytes) == ("mps", "float32", "lora", False)
     cfg = TrainConfig(model="tiny", output_dir=str(tmp_path/"o"))
