@@ -651,7 +651,7 @@ def write_dirty(out=None, seed=0):
 # %% ../nbs/03_data.ipynb #542acb6a
 def resolve_tokenizer(model):
     "(tokenizer, template family or None) for a tier (cpu/t4/a100), a registry family (llama3, qwen2.5, …) or a local tokenizer directory."
-    if model in TIERS: return load_tokenizer(model), "smollm2" if model == "cpu" else None
+    if model in TIERS: return load_tokenizer(model), TIERS[model].family   # the tier's template family (appendix G)
     if model in TEMPLATE_FACTS: return family_tokenizer(model), model
     if Path(model).is_dir():
         from transformers import AutoTokenizer

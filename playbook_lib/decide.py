@@ -10,6 +10,7 @@ import argparse, json, math, sys
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 from .cli import print_failure
+from fastcore.basics import patch
 from .models import Markdown
 
 # %% auto #0
@@ -382,7 +383,8 @@ TICKET_JOB = dict(need_new_knowledge=False, data_changes_often=False, needs_cita
 # %% ../nbs/01_decide.ipynb #562aa7ef
 def _md_list(xs): return "\n".join(f"- {x}" for x in xs)
 
-def _recommendation_md(self):
+@patch
+def _repr_markdown_(self: Recommendation):
     "Markdown report of a Recommendation."
     out = [f"**建议路径：`{self.path}`** —— {self.title}", "", self.why, "", "**理由**", _md_list(self.reasons), "",
            f"**路线**：{self.route_text()}"]
@@ -393,14 +395,11 @@ def _recommendation_md(self):
     if self.risks: out += ["", "**风险与反模式**", _md_list(f"{k}｜**{t}**：{a}" for k, t, a in self.risks)]
     return "\n".join(out + ["", "**下一步**", _md_list(self.next_steps)])
 
-Recommendation._repr_markdown_ = _recommendation_md
-
 # %% ../nbs/01_decide.ipynb #478dfe9c
-def _recommendation_flowchart(self, tree=None):
+@patch
+def flowchart(self: Recommendation, tree=None):
     "The flowchart with this recommendation's route highlighted."
     return show_flowchart(tree, self.route)
-
-Recommendation.flowchart = _recommendation_flowchart
 
 # %% ../nbs/01_decide.ipynb #bbe02c9c
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from .tickets import parse_ticket, read_jsonl, data_dir
 from .io import write_atomic
 from .tickets import write_jsonl
 from .models import chat_generate, load_base
+from .facts import ENDPOINT_MODEL
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['get_path', 'check_assertion', 'case_from_ticket_record', 'build_golden_cases', 'exam_leaks', 'load_golden',
@@ -112,7 +114,7 @@ def check_case(case, output, base=None, rubric_judge=None):
     return dict(id=case["id"], tags=case.get("tags", []), passed=not fails, failed=fails, rubric=rubric, output=output)
 
 # %% ../nbs/04b_golden.ipynb #efde1805
-def endpoint_generate(conversations, endpoint=None, model="gpt-4.1-mini", api_key=None, max_tokens=256, concurrency=8):
+def endpoint_generate(conversations, endpoint=None, model=ENDPOINT_MODEL, api_key=None, max_tokens=256, concurrency=8):
     "Greedy answers from an OpenAI-compatible endpoint (bounded concurrency, retries on 429/5xx)."
     from concurrent.futures import ThreadPoolExecutor
     from playbook_lib.judge import openai_client, chat_once, Usage
@@ -126,7 +128,7 @@ def make_generator(model_or_endpoint, max_new_tokens=256, batch_size=16, endpoin
     if callable(m): return m
     if isinstance(m, str): m = dict(endpoint=m)
     if isinstance(m, dict):
-        return lambda convs: endpoint_generate(convs, m["endpoint"], m.get("model") or endpoint_model or "gpt-4.1-mini",
+        return lambda convs: endpoint_generate(convs, m["endpoint"], m.get("model") or endpoint_model or ENDPOINT_MODEL,
                                                m.get("api_key"), max_new_tokens)
     model, tok = m
     return lambda convs: chat_generate(model, tok, convs, max_new_tokens=max_new_tokens, batch_size=batch_size)
@@ -146,20 +148,19 @@ class GoldenReport:
     def failed_ids(self): return [c["id"] for c in self.cases if not c["passed"]]
 
 # %% ../nbs/04b_golden.ipynb #58bf7352
-def _md(r):
+@patch
+def _repr_markdown_(r: GoldenReport):
     base = "" if r.baseline_pass_rate is None else f"，基线 {r.baseline} 为 {r.baseline_pass_rate:.1%}（退步 {len(r.regressions)} 条，修好 {len(r.fixed)} 条）"
     tags = "\n".join(f"| `{t}` | {p}/{n} | {p/n:.0%} |" for t, (p, n) in sorted(r.by_tag.items()))
     reg = "".join(f"\n- `{c['id']}`：{'; '.join(c['failed'][:3])}" for c in r.cases if c["id"] in set(r.regressions[:10]))
     return (f"**{r.name}**：{r.passed}/{r.n} 通过，通过率 **{r.pass_rate:.1%}**{base}\n\n| 标签 | 通过 | 通过率 |\n|---|---|---|\n{tags}"
             + (f"\n\n退步的用例（最多 10 条）：{reg}" if reg else ""))
 
-GoldenReport._repr_markdown_ = _md
-
 # %% ../nbs/04b_golden.ipynb #c6ccec45
 def save_report(report, out_dir, stem=None):
     "Write `<stem>.json` and `<stem>.md` atomically; returns the JSON path."
     stem = stem or report.name
-    write_atomic(Path(out_dir)/f"{stem}.md", _md(report) + "\n")
+    write_atomic(Path(out_dir)/f"{stem}.md", report._repr_markdown_() + "\n")
     write_atomic(p := Path(out_dir)/f"{stem}.json", json.dumps(asdict(report), ensure_ascii=False, indent=1))
     return p
 
@@ -227,7 +228,7 @@ def cli_golden(argv=None):
     p.add_argument("--model", default="cpu", help="本地模型：档位名、模型 id 或目录（默认 cpu）")
     p.add_argument("--adapter", default=None, help="LoRA 适配器目录（PEFT）")
     p.add_argument("--endpoint", default=None, help="改用 OpenAI 兼容端点（密钥读 OPENAI_API_KEY）")
-    p.add_argument("--endpoint-model", default="gpt-4.1-mini", help="端点上的模型名")
+    p.add_argument("--endpoint-model", default=ENDPOINT_MODEL, help="端点上的模型名")
     p.add_argument("--baseline", default=None, help="基线报告 JSON；有退步则退出码为 1")
     p.add_argument("--max-drop", type=float, default=0.0, help="允许的通过率下降（0.02 即 2 个百分点）")
     p.add_argument("--max-regressions", type=int, default=None, help="允许退步的用例条数上限（默认不限，只看通过率）")
@@ -241,7 +242,7 @@ def cli_golden(argv=None):
     target = dict(endpoint=a.endpoint, model=a.endpoint_model) if a.endpoint else _load_local(a.model, a.adapter)
     name = a.name or (a.endpoint_model if a.endpoint else Path(a.adapter or a.model).name)
     rep = run_golden(target, a.golden, a.baseline, name, a.out, a.limit, a.max_new_tokens, a.batch_size)
-    print(_md(rep))
+    print(rep._repr_markdown_())
     if a.baseline is None: return 0
     try: assert_no_regression(rep, a.baseline, a.max_drop, a.max_regressions)
     except GoldenRegression as e: print(f"退步：{e}"); return 1

@@ -10,8 +10,10 @@ import csv, hashlib, html, json, math, os, random, re, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
+from fastcore.basics import patch
 from .tickets import parse_ticket
 from .models import cache_root
+from .facts import JUDGE_MODEL
 
 # %% auto #0
 __all__ = ['JUDGE_SYSTEM', 'JUDGE_TEMPLATE', 'REASK', 'wilson_ci', 'bootstrap_ci', 'judge_messages', 'parse_verdict',
@@ -248,7 +250,7 @@ def default_judge_cache():
 def pairwise_judge(items,                    # questions (str), or dicts with "question" and an optional "reference" answer
                    answers_a, answers_b,     # the two systems' answers, one per item
                    endpoint=None,            # OpenAI-compatible base URL; default $OPENAI_BASE_URL, else api.openai.com
-                   model="gpt-4.1",          # the judge model's name at that endpoint
+                   model=JUDGE_MODEL,        # the judge model's name at that endpoint (appendix G)
                    api_key=None,             # default $OPENAI_API_KEY; never logged, cached or written to a report
                    cache=None,               # JudgeCache, JSONL path, None (the user cache) or False (this call only)
                    concurrency=8,            # requests in flight
@@ -352,7 +354,8 @@ def _handler(srv):
     return H
 
 # %% ../nbs/04_eval.ipynb #8b53baa1
-def _serve_start(self, port=0):
+@patch
+def start(self: ScriptedJudgeServer, port=0):
     "Start serving on 127.0.0.1 (a free port when 0) in a background thread; returns self."
     ThreadingHTTPServer.request_queue_size = 128  # a deep accept backlog: bursts of concurrent requests are not refused
     self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
@@ -360,14 +363,19 @@ def _serve_start(self, port=0):
     self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True); self.thread.start()
     return self
 
-def _serve_stop(self):
+@patch
+def stop(self: ScriptedJudgeServer):
     "Stop the server."
     self.httpd.shutdown(); self.httpd.server_close()
 
-ScriptedJudgeServer.start, ScriptedJudgeServer.stop = _serve_start, _serve_stop
-ScriptedJudgeServer.url = property(lambda self: f"http://127.0.0.1:{self.httpd.server_address[1]}/v1")
-ScriptedJudgeServer.__enter__ = lambda self: self.start()
-ScriptedJudgeServer.__exit__ = lambda self, *a: self.stop()
+@patch(as_prop=True)
+def url(self: ScriptedJudgeServer): return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+@patch
+def __enter__(self: ScriptedJudgeServer): return self.start()
+
+@patch
+def __exit__(self: ScriptedJudgeServer, *a): self.stop()
 
 # %% ../nbs/04_eval.ipynb #9349a974
 @dataclass
@@ -455,7 +463,7 @@ def cli_judge(argv=None):
     import argparse
     p = argparse.ArgumentParser(prog="playbook judge", description="成对比较两组回答（模型裁判，正反两种顺序），或导出/导入真人盲测表")
     p.add_argument("pairs", help="JSONL，每行含 question、a、b（可选 reference）")
-    p.add_argument("--model", default=os.environ.get("PLAYBOOK_JUDGE_MODEL", "gpt-4.1"), help="裁判模型名")
+    p.add_argument("--model", default=os.environ.get("PLAYBOOK_JUDGE_MODEL", JUDGE_MODEL), help="裁判模型名")
     p.add_argument("--base-url", default=None, help="OpenAI 兼容端点（默认读环境变量 OPENAI_BASE_URL；密钥读 OPENAI_API_KEY）")
     p.add_argument("--cache", default=None, help="只追加的缓存文件（默认在用户缓存目录：$PLAYBOOK_CACHE/judge/cache.jsonl）：重跑零请求，中断可续跑")
     p.add_argument("--concurrency", type=int, default=8, help="并发请求数上限")

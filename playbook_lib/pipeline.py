@@ -10,6 +10,7 @@ import argparse, base64, contextlib, datetime, html, importlib.util, json, math,
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from .tickets import data_dir, load_split, make_example, parse_ticket, score_tickets, ticket_schema, to_record, write_jsonl
+from .facts import JUDGE_MODEL
 from .models import INSTALL_CPU_MODEL, ModelLoadError, TIERS, cache_problem, cache_root, chat_generate, gpu_info, load_base, load_tokenizer, model_source, resolve_tier, smollm2_gguf
 from .decide import decide
 from .templates import check_chat_template
@@ -566,7 +567,7 @@ def run_demo(budget="full",         # "full" (readers) or "tiny" (CI: a few step
              fresh=False,           # start a new run instead of resuming the last unfinished one with this config
              until=None,            # stop after this stage, e.g. "data"
              judge_endpoint=None,   # OpenAI-compatible judge; default: the base model served on 127.0.0.1 (a demo of the protocol)
-             judge_model="gpt-4.1", # the judge's model name at `judge_endpoint`
+             judge_model=JUDGE_MODEL, # the judge's model name at `judge_endpoint` (appendix G)
              progress=True,         # stage progress bars
              log=print,             # where the stage lines go
             ) -> RunState:
@@ -600,7 +601,7 @@ def cli_demo(argv=None):
     p.add_argument("--fresh", action="store_true", help="不续跑上次没完成的运行，新开一个目录")
     p.add_argument("--until", choices=[s.name for s in STAGES], help="跑到这个阶段为止")
     p.add_argument("--judge-endpoint", default=os.environ.get("PLAYBOOK_JUDGE_ENDPOINT"), help="OpenAI 兼容的裁判服务地址（密钥读 OPENAI_API_KEY）")
-    p.add_argument("--judge-model", default=os.environ.get("PLAYBOOK_JUDGE_MODEL", "gpt-4.1"), help="裁判模型名")
+    p.add_argument("--judge-model", default=os.environ.get("PLAYBOOK_JUDGE_MODEL", JUDGE_MODEL), help="裁判模型名")
     p.add_argument("--no-progress", action="store_true", help="不显示进度条")
     a = p.parse_args(argv)
     state = None

@@ -14,42 +14,21 @@ from dataclasses import dataclass, field, asdict
 from .models import TIERS, Markdown, gpu_info, model_source
 
 # %% auto #0
-__all__ = ['GPU_SPECS_CHECKED', 'GPU_SPECS', 'MODEL_SHAPES', 'OPTIMIZER_BYTES', 'PRECISIONS', 'CUDA_OVERHEAD_GB', 'LOGIT_BYTES',
-           'LLAMAFACTORY', 'UNSLOTH_REQ', 'QLORA_PAPER', 'GUANACO_65B', 'PUBLISHED_CHECKED', 'PUBLISHED_MEMORY',
-           'CPU_BASE_GB', 'CPU_ROW_GB', 'gpu_spec', 'model_config', 'peft_config_for', 'trainable_params', 'Estimate',
-           'estimate', 'memory_comparison', 'compare_methods', 'bf16_ok', 'bitsandbytes_works', 'Preflight',
-           'usable_memory_gb', 'usable_cores', 'cpu_batch', 'mps_available', 'preflight']
+__all__ = ['OPTIMIZER_BYTES', 'PRECISIONS', 'CUDA_OVERHEAD_GB', 'LOGIT_BYTES', 'LLAMAFACTORY', 'UNSLOTH_REQ', 'QLORA_PAPER',
+           'GUANACO_65B', 'PUBLISHED_CHECKED', 'PUBLISHED_MEMORY', 'CPU_BASE_GB', 'CPU_ROW_GB', 'gpu_spec',
+           'model_config', 'peft_config_for', 'trainable_params', 'Estimate', 'estimate', 'memory_comparison',
+           'compare_methods', 'bf16_ok', 'bitsandbytes_works', 'Preflight', 'usable_memory_gb', 'usable_cores',
+           'cpu_batch', 'mps_available', 'preflight', 'GPU_SPECS', 'GPU_SPECS_CHECKED', 'MODEL_SHAPES']
 
 # %% ../nbs/02a_plan.ipynb #aa508ac9
-GPU_SPECS_CHECKED = "2026-11-22"  # vendor datasheets: memory (GB), compute capability, dense 16-bit tensor TFLOPS
-GPU_SPECS = {
-    "T4":        dict(memory_gb=16, capability=(7, 5), tflops16=65,  bf16=False),
-    "L4":        dict(memory_gb=24, capability=(8, 9), tflops16=121, bf16=True),
-    "RTX4090":   dict(memory_gb=24, capability=(8, 9), tflops16=165, bf16=True),
-    "A100-40GB": dict(memory_gb=40, capability=(8, 0), tflops16=312, bf16=True),
-    "A100-80GB": dict(memory_gb=80, capability=(8, 0), tflops16=312, bf16=True),
-    "H100-80GB": dict(memory_gb=80, capability=(9, 0), tflops16=989, bf16=True),
-    "H200":      dict(memory_gb=141, capability=(9, 0), tflops16=989, bf16=True),
-    "RTX3090":   dict(memory_gb=24, capability=(8, 6), tflops16=71,  bf16=True),   # dense bf16, fp32 accumulate, like the rows above
-}
+from .facts import GPU_SPECS, GPU_SPECS_CHECKED, MODEL_SHAPES   # appendix G: datasheets and model shapes
+_all_ = ["GPU_SPECS", "GPU_SPECS_CHECKED", "MODEL_SHAPES"]
 
 def gpu_spec(gpu):
     "The GPU_SPECS row of `gpu`, or a ValueError that lists the known names (add a row to GPU_SPECS for another card)."
     if gpu in GPU_SPECS: return GPU_SPECS[gpu]
     raise ValueError(f"未知显卡 {gpu!r}；已知：{', '.join(GPU_SPECS)}。别的卡：GPU_SPECS[{gpu!r}] = dict(memory_gb=…, capability=(…), tflops16=…, bf16=…)")
 
-MODEL_SHAPES = {  # config fields of the models the playbook names (no network needed to plan)
-    "llama-7b": dict(model_type="llama", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                     num_attention_heads=32, num_key_value_heads=32, vocab_size=32000, tie_word_embeddings=False),
-    "Qwen/Qwen2.5-1.5B-Instruct": dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                     num_attention_heads=12, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "Qwen/Qwen2.5-7B-Instruct": dict(model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                     num_attention_heads=28, num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
-    "Qwen/Qwen2.5-14B-Instruct": dict(model_type="qwen2", hidden_size=5120, intermediate_size=13824, num_hidden_layers=48,
-                     num_attention_heads=40, num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
-    "llama-65b": dict(model_type="llama", hidden_size=8192, intermediate_size=22016, num_hidden_layers=80,
-                     num_attention_heads=64, num_key_value_heads=64, vocab_size=32000, tie_word_embeddings=False),
-}
 
 # %% ../nbs/02a_plan.ipynb #87269d22
 def model_config(model_id_or_config):
@@ -57,7 +36,8 @@ def model_config(model_id_or_config):
     from transformers import AutoConfig, PretrainedConfig
     if isinstance(model_id_or_config, PretrainedConfig): return model_id_or_config
     if isinstance(model_id_or_config, dict): d = dict(model_id_or_config)
-    elif model_id_or_config in MODEL_SHAPES: d = dict(MODEL_SHAPES[model_id_or_config])
+    elif model_id_or_config in TIERS: d = dict(TIERS[model_id_or_config].shape)   # a tier's base: its row in the facts table
+    elif model_id_or_config in MODEL_SHAPES: d = dict(MODEL_SHAPES[model_id_or_config])   # a named model, offline
     else:
         src = model_source(model_id_or_config)[0]
         try: return AutoConfig.from_pretrained(src, local_files_only=True)   # never the network: a hub id must already be cached

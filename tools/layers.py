@@ -18,7 +18,7 @@ PKG, NBS = ROOT/"playbook_lib", ROOT/"nbs"
 # Import only downward: a module may import modules of a lower rank (never its own rank or above). `cli` is the registry
 # near the bottom: it dispatches by module *name* (importlib), so every chapter's `cli_*` can use its error printer.
 LAYERS = [
-    ("io", "_compat"),               # appendix E, F: stdlib-only on import; the third-party seams
+    ("facts", "io", "_compat"),      # appendix G, E, F: data and stdlib only on import; the third-party seams
     ("cli", "tickets"),              # appendix C: the command registry; appendix B: the running example's data
     ("models",),                     # tiers, cache, loading (appendix A)
     ("decide", "templates"),         # chapter 1; chapter 3a
