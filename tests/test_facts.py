@@ -1,12 +1,13 @@
 "Appendix G (issue 29): one dated facts table; a new tier is one row; the facts layer imports nothing."
 import ast
 from pathlib import Path
-import pytest
 import playbook_lib.facts as F
 
 
 def test_a_new_tier_is_one_row(monkeypatch):
     "Adding a tier touched 6 modules in 8 places; now a row in facts.TIERS is picked by detection, resolution, the offline estimator and data's template check."
+    import playbook_lib.data as D
+    from playbook_lib.models import load_tokenizer
     from playbook_lib.models import detect_tier, resolve_tier
     from playbook_lib.plan import estimate, model_config
     shape = dict(model_type="qwen2", hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
@@ -18,6 +19,8 @@ def test_a_new_tier_is_one_row(monkeypatch):
     assert detect_tier(dict(name="RTX 3060", memory_gb=12.0, capability=(8, 6))) == "t4"   # below every tier: the smallest
     assert resolve_tier("L4") is l4 and model_config("l4").num_hidden_layers == 36
     assert estimate("l4", "qlora", gpu="L4", seq_len=512, batch=2).fits
+    monkeypatch.setattr(D, "load_tokenizer", lambda m: load_tokenizer("cpu"))   # the 3B tokenizer is not on this machine: a real stand-in
+    assert D.resolve_tokenizer("l4")[1] == "qwen2.5" and D.resolve_tokenizer("cpu")[1] == "smollm2"   # the family data checks against
 
 
 def test_tier_rows_are_consistent_and_the_cpu_shape_is_the_real_checkpoint():
