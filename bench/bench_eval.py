@@ -9,6 +9,10 @@
    generated tokens per second (target >= 4x), after one warm-up call, at two answer lengths: 32 new tokens, where the
    ~200-token prompts' prefill dominates, and 96, the length of a ticket (the test split's answers average 83 tokens).
    The target is judged at the ticket length, the work `run_golden` and `evaluate_tickets` actually do.
+4. (--dtype-model DIR) the demo's evaluate stage answers in bf16 on a CPU with bf16 matrix instructions: the same greedy
+   answers to N test messages in fp32 and in bf16, batch 16, up to 160 new tokens, after one warm-up each: seconds, the
+   speed-up, how many answers are identical, and exact match in each dtype with the discordant pairs between them.
+   DIR is a merged specialist, e.g. the demo's `runs/<time>/model` (a trained model: the base's answers say nothing).
 """
 import argparse, tempfile, time
 from pathlib import Path
@@ -46,6 +50,23 @@ def bench_generate(n_prompts, lengths):
             out[n, bs] = toks / dt, toks, dt
     return out
 
+def bench_dtype(model_dir, n):
+    import torch
+    from playbook_lib.models import load_base, chat_generate
+    from playbook_lib.tickets import load_split, score_tickets
+    test = load_split("test", n)
+    convs, golds = [r["messages"][:2] for r in test], [r["messages"][2]["content"] for r in test]
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        model, tok = load_base(str(model_dir), dtype="float32")
+        model = model.to(getattr(torch, dtype))
+        chat_generate(model, tok, convs[:2], max_new_tokens=8, batch_size=2)   # warm-up
+        t0 = time.perf_counter()
+        answers = chat_generate(model, tok, convs, max_new_tokens=160, batch_size=16)
+        out[dtype] = time.perf_counter() - t0, answers, score_tickets(answers, golds)
+        del model
+    return out
+
 def ticket_tokens():
     "Mean answer length of the test split in tokens (what one generated ticket costs)."
     from playbook_lib.models import load_tokenizer
@@ -59,7 +80,23 @@ def main(argv=None):
     p.add_argument("--pairs", type=int, default=200); p.add_argument("--delay", type=float, default=0.03)
     p.add_argument("--prompts", type=int, default=16); p.add_argument("--new-tokens", default="32,96", help="answer lengths, comma-separated; the target is judged at the last")
     p.add_argument("--skip-generate", action="store_true")
+    p.add_argument("--dtype-model", help="a merged specialist directory: compare its fp32 and bf16 greedy answers")
+    p.add_argument("--dtype-n", type=int, default=200, help="test messages for --dtype-model")
     a = p.parse_args(argv)
+    if a.dtype_model:
+        import json
+        from playbook_lib.tickets import load_split, parse_ticket
+        r = bench_dtype(a.dtype_model, a.dtype_n)
+        (t32, a32, s32), (t16, a16, s16) = r["float32"], r["bfloat16"]
+        golds = [json.loads(x["messages"][2]["content"]) for x in load_split("test", a.dtype_n)]
+        ok = lambda ans: [parse_ticket(x) == g for x, g in zip(ans, golds)]
+        o32, o16 = ok(a32), ok(a16)
+        print(f"greedy answers of {a.dtype_model} to {len(a32)} test messages, batch 16, <= 160 new tokens:")
+        print(f"  float32   {t32:6.1f} s   exact {s32.exact_match:.1%}   JSON-valid {s32.json_valid:.1%}")
+        print(f"  bfloat16  {t16:6.1f} s   exact {s16.exact_match:.1%}   JSON-valid {s16.json_valid:.1%}   speed-up {t32/t16:.2f}x")
+        print(f"  identical answers {sum(x == y for x, y in zip(a32, a16))}/{len(a32)}; exact only in fp32 {sum(x and not y for x, y in zip(o32, o16))},"
+              f" only in bf16 {sum(y and not x for x, y in zip(o32, o16))}")
+        return
     j = bench_judge(a.pairs, a.delay)
     (t1, r1), (t8, r8), (tc, rc, hits) = j[1], j[8], j["cached"]
     print(f"judge, {a.pairs} pairs ({2*a.pairs} calls, {a.delay*1000:.0f} ms each on the server):")

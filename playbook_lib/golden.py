@@ -39,9 +39,15 @@ def _contains(container, value):
 
 # %% ../nbs/04b_golden.ipynb #44545313
 def _schema(ref, base=None):
+    """An inline schema, or a schema file: absolute, or relative to `base` (the cases file's directory), else to the bundled data/."""
     if isinstance(ref, dict): return ref
     p = Path(ref)
-    return json.loads((p if p.is_absolute() else Path(base or data_dir())/p).read_text(encoding="utf-8"))
+    tries = [p] if p.is_absolute() else [Path(base)/p] if base else []
+    tries += [] if p.is_absolute() else [data_dir()/p]
+    for f in tries:
+        if f.is_file(): return json.loads(f.read_text(encoding="utf-8"))
+    raise FileNotFoundError(f"json_schema 断言的 Schema 文件 {ref!r} 找不到（找过：{', '.join(map(str, tries))}）；"
+                            "写成绝对路径，或放在用例文件旁边")
 
 def check_assertion(a, output, base=None):
     "(passed, detail) for one assertion on a model's raw `output`."
@@ -184,11 +190,13 @@ def score_golden(cases, outputs, name="model", baseline=None, base=None, rubric_
     return rep
 
 def run_golden(model_or_endpoint, golden=None, baseline=None, name="model", out_dir=None, limit=None,
-               max_new_tokens=256, batch_size=16, rubric_judge=None):
-    "Run the golden set on a local (model, tokenizer), an endpoint or a callable; score, compare, optionally save."
+               max_new_tokens=256, batch_size=16, rubric_judge=None, base=None):
+    """Run the golden set on a local (model, tokenizer), an endpoint or a callable; score, compare, optionally save.
+    A relative `json_schema` file resolves against `base`, by default the directory of the `golden` file."""
     cases = load_golden(golden, limit)
+    if base is None and isinstance(golden, (str, Path)): base = Path(golden).parent
     outputs = make_generator(model_or_endpoint, max_new_tokens, batch_size)([c["messages"] for c in cases])
-    rep = score_golden(cases, outputs, name, baseline, rubric_judge=rubric_judge)
+    rep = score_golden(cases, outputs, name, baseline, base=base, rubric_judge=rubric_judge)
     if out_dir: save_report(rep, out_dir)
     return rep
 

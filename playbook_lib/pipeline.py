@@ -20,14 +20,14 @@ from .io import write_atomic
 
 # %% auto #0
 __all__ = ['BUDGETS', 'DEMO_ANSWERS', 'CHECKLIST', 'STAGES', 'SERVING', 'STAGE_NEEDS', 'PIP_NAME', 'DISK_GB', 'FLYWHEEL_CONTINUE',
-           'Budget', 'demo_recipe', 'write_text', 'write_json', 'RunState', 'Stage', 'reset_peak_rss',
+           'Budget', 'demo_method', 'demo_recipe', 'write_text', 'write_json', 'RunState', 'Stage', 'reset_peak_rss',
            'process_peak_gb', 'peak_rss_gb', 'release_memory', 'run_stages', 'find_resumable', 'new_run',
-           'PipelineError', 'stage_decide', 'stage_plan', 'stage_data', 'stage_train', 'stage_evaluate', 'stage_merge',
-           'stage_serve', 'win_rate_text', 'plot_scores', 'demo_metrics', 'CheckItem', 'checklist_markdown',
-           'report_blocks', 'blocks_markdown', 'blocks_html', 'stage_report', 'Problem', 'PreflightError',
-           'missing_packages', 'model_problem', 'disk_problem', 'port_problem', 'demo_checks', 'quiet_library_bars',
-           'demo_summary', 'run_demo', 'cli_demo', 'simulate_traffic', 'review', 'mine_failures', 'corrections',
-           'failure_table', 'flywheel_mix', 'continue_training']
+           'PipelineError', 'stage_decide', 'stage_plan', 'stage_data', 'stage_train', 'generation_dtype',
+           'stage_evaluate', 'stage_merge', 'stage_serve', 'win_rate_text', 'plot_scores', 'demo_metrics', 'CheckItem',
+           'checklist_markdown', 'report_blocks', 'blocks_markdown', 'blocks_html', 'stage_report', 'Problem',
+           'PreflightError', 'missing_packages', 'model_problem', 'disk_problem', 'port_problem', 'demo_checks',
+           'quiet_library_bars', 'demo_summary', 'run_demo', 'cli_demo', 'simulate_traffic', 'review', 'mine_failures',
+           'corrections', 'failure_table', 'flywheel_mix', 'continue_training']
 
 # %% ../nbs/06_flywheel.ipynb #0bb2b22b
 @dataclass(frozen=True)
@@ -35,22 +35,30 @@ class Budget:
     "How much work each stage does: `tiny` for CI, `full` for readers."
     name: str
     train: dict          # TrainConfig overrides on top of the tier's recipe
-    n_test: int          # test messages scored for base and specialist (0 = all 250)
+    n_test: int          # test messages the specialist answers (0 = all 250)
     n_golden: int        # golden cases run for base and specialist (0 = all 80; chapter 4 runs them all)
     n_judge: int         # pairs sent to the pairwise judge (each judged in both orders)
     n_smoke: int         # golden cases sent through the served model
     max_new_tokens: int  # generation cap (a ticket is 60-160 tokens)
     judge_tokens: int    # reply cap for the judge
+    n_test_base: int = 0 # test messages the base answers: the first n_test_base of the same slice (0 = as many as the specialist)
 
 BUDGETS = {b.name: b for b in [
     Budget("tiny", dict(max_steps=3, batch_size=4, n_train=16, n_val=4, eval_steps=0, save_steps=1, early_stopping_patience=0),
-           2, 2, 1, 2, 48, 32),
-    Budget("full", dict(max_steps=70, eval_steps=35, save_steps=10), 40, 40, 3, 5, 160, 128)]}
+           2, 2, 1, 2, 48, 32, n_test_base=1),   # the base answers fewer messages than the specialist, as in full
+    # full: the tier's recipe as it is; the specialist is scored on 200 test messages (a Wilson interval of about +-4 points
+    # at 90%), the base, which rambles to the token cap and scores 0%, on the first 40 of them
+    Budget("full", dict(), 200, 40, 3, 5, 160, 128, n_test_base=40)]}
 
-def demo_recipe(tier="cpu", method="qlora"):
-    "The training recipe of the demo: chapter 2's cpu specialist recipe at learning rate 1e-3, with GPU-sized settings for t4/a100."
+def demo_method(tier="cpu"):
+    "The demo's default method: QLoRA on the tiers whose base model is loaded in 4 bits (t4, a100), LoRA on cpu (see `preflight`)."
+    return "qlora" if TIERS[tier].load_in_4bit else "lora"
+
+def demo_recipe(tier="cpu", method=None):
+    """The demo's training recipe. cpu: chapter 2's specialist recipe as it is (LoRA r=16 on all linear layers, lr 2e-3, 120 steps
+    of 8, which reached 95.2% exact there); t4/a100: GPU-sized settings. `method` defaults to `demo_method(tier)`."""
     from playbook_lib.train import SPECIALIST_RECIPE
-    r = {**SPECIALIST_RECIPE, "method": method, "learning_rate": 1e-3}   # what this chapter's 70-step runs were measured with
+    r = {**SPECIALIST_RECIPE, "method": method or demo_method(tier)}
     if tier != "cpu": r.update(learning_rate=2e-4, max_steps=150, batch_size=8, grad_accum=2, eval_steps=50, save_steps=50)
     return r
 
@@ -163,7 +171,7 @@ def stage_plan(state, ctx):
                    r=cfg["r"], target_modules=cfg["target_modules"])
     ctx["log"](f"  设备 {pf.device}，计算精度 {pf.dtype}；{cfg['method']} 估算训练内存 {est.total_gb:.2f} GB，"
                f"可训练参数 {est.trainable:,}（{est.trainable/est.total:.2%}）")
-    if pf.device == "cpu" and cfg["method"] == "qlora": ctx["log"]("  注：预检在 CPU 上推荐 LoRA（135M 的模型用 4 位省不了多少内存）；demo 按本书主线演示 QLoRA")
+    if pf.method != cfg["method"]: ctx["log"](f"  注：预检在这台机器上推荐 {pf.method}，这次按 --method 用 {cfg['method']}")
     return dict(preflight=asdict(pf), estimate={**asdict(est), "total_gb": est.total_gb}, recipe=cfg)
 
 # %% ../nbs/06_flywheel.ipynb #4c313f76
@@ -189,7 +197,7 @@ def stage_data(state, ctx):
 
 # %% ../nbs/06_flywheel.ipynb #e10b0209
 def stage_train(state, ctx):
-    "Chapter 2: QLoRA (or LoRA) on the cleaned training split, checkpoints in the run directory."
+    "Chapter 2: LoRA (or QLoRA) on the cleaned training split, checkpoints in the run directory."
     from playbook_lib.train import TrainConfig, train_sft
     out = state.dir/"adapter"
     cfg = TrainConfig(**{**state.result("plan")["recipe"], "output_dir": str(out)})
@@ -204,6 +212,19 @@ def stage_train(state, ctx):
 # %% ../nbs/06_flywheel.ipynb #50538b43
 def _generate(model, tok, convs, ctx):
     return chat_generate(model, tok, convs, max_new_tokens=ctx["budget"].max_new_tokens, batch_size=16, progress=ctx.get("bar", False))
+
+def generation_dtype(preflight, tier="cpu"):
+    """The dtype the evaluate stage answers in: a GPU tier's compute dtype; on a CPU with bf16 matrix instructions bfloat16
+    (greedy answers about 2x faster than fp32, bench/bench_eval.py; training's matmuls ran under bf16 autocast too), else float32."""
+    if tier != "cpu": return preflight["dtype"]
+    return "bfloat16" if preflight["device"] == "cpu" and preflight["bf16"] else "float32"
+
+def _in_dtype(model, dtype, copy=False):
+    "`model` cast to `dtype` for generation (a deep copy when `copy`, so the fp32 weights stay for merging)."
+    import copy as _copy, torch
+    dt = getattr(torch, dtype)
+    if next(model.parameters()).dtype == dt: return model
+    return (_copy.deepcopy(model) if copy else model).to(dt)
 
 def _judge(state, ctx, items, a, b):
     "Pairwise judge through the configured endpoint, or through the base model served on loopback."
@@ -225,33 +246,46 @@ def stage_evaluate(state, ctx):
     from playbook_lib.golden import load_golden, score_golden, save_report
     from playbook_lib.merge import nf4_roundtrip_
     from playbook_lib.train import load_adapter
+    from playbook_lib.judge import wilson_ci
     b, out = ctx["budget"], state.dir/"eval"
     test, cases = load_split("test", b.n_test or None), load_golden(None, b.n_golden or None)
     convs, golds = [r["messages"][:2] for r in test], [r["messages"][2]["content"] for r in test]
-    model, tok = load_base(ctx["model"], dtype=state.result("plan")["preflight"]["dtype"] if ctx["tier"] != "cpu" else "float32")
+    n_of = dict(base=min(b.n_test_base or len(convs), len(convs)), specialist=len(convs))
+    pf = state.result("plan")["preflight"]
+    gen_dtype = generation_dtype(pf, ctx["tier"])
+    model, tok = load_base(ctx["model"], dtype=pf["dtype"] if ctx["tier"] != "cpu" else "float32")   # fp32 on CPU: merge in fp32
     res, answers, golden = {}, {}, {}
     from tqdm.auto import tqdm
-    ctx["bar"] = tqdm(total=2*(math.ceil(len(convs)/16) + math.ceil(len(cases)/16)), desc="考核：基座与专家作答", unit="批",
+    ctx["bar"] = tqdm(total=sum(math.ceil(n/16) for n in n_of.values()) + 2*math.ceil(len(cases)/16), desc="考核：基座与专家作答", unit="批",
                       disable=not ctx["progress"], dynamic_ncols=True)
+    t0 = time.perf_counter()
     for name in ("base", "specialist"):
         if name == "specialist":
             if ctx["recipe"]["method"] == "qlora": nf4_roundtrip_(model)   # what QLoRA trained against (chapter 5)
             model = load_adapter(model, state.result("train")["adapter_dir"]).merge_and_unload()
-        answers[name] = _generate(model, tok, convs, ctx)
-        s = score_tickets(answers[name], golds)
-        golden[name] = score_golden(cases, _generate(model, tok, [c["messages"] for c in cases], ctx), name, baseline=golden.get("base"))
+        m = _in_dtype(model, gen_dtype, copy=name == "base")
+        n = n_of[name]
+        answers[name] = _generate(m, tok, convs[:n], ctx)
+        s = score_tickets(answers[name], golds[:n])
+        golden[name] = score_golden(cases, _generate(m, tok, [c["messages"] for c in cases], ctx), name, baseline=golden.get("base"))
         save_report(golden[name], out)
+        k = round(s.exact_match*s.n)
         res[name] = dict(json_valid=s.json_valid, schema_valid=s.schema_valid, exact_match=s.exact_match, field_acc=s.field_acc,
-                         n_test=s.n, golden_pass=golden[name].pass_rate, golden_passed=golden[name].passed, n_golden=golden[name].n)
-        ctx["log"](f"  {name}: JSON 合法 {s.json_valid:.1%}，完全匹配 {s.exact_match:.1%}，黄金集 {golden[name].passed}/{golden[name].n}")
+                         n_test=s.n, exact_ci=list(wilson_ci(k, s.n)), json_valid_ci=list(wilson_ci(round(s.json_valid*s.n), s.n)),
+                         golden_pass=golden[name].pass_rate, golden_passed=golden[name].passed, n_golden=golden[name].n)
+        ctx["log"](f"  {name}: {s.n} 条测试留言，JSON 合法 {s.json_valid:.1%}，完全匹配 {s.exact_match:.1%}"
+                   f"（95% Wilson {res[name]['exact_ci'][0]:.1%}–{res[name]['exact_ci'][1]:.1%}），黄金集 {golden[name].passed}/{golden[name].n}")
+        del m
+    gen_seconds = round(time.perf_counter() - t0, 1)
     ctx.pop("bar").close()
-    write_jsonl(out/"test_answers.jsonl", [dict(id=r["id"], base=a, specialist=c) for r, a, c in zip(test, answers["base"], answers["specialist"])])
+    base_of = dict(zip([r["id"] for r in test], answers["base"]))   # the base answered the first n_test_base: None for the rest
+    write_jsonl(out/"test_answers.jsonl", [dict(id=r["id"], base=base_of.get(r["id"]), specialist=c) for r, c in zip(test, answers["specialist"], strict=True)])
     del model
     items = [dict(question=r["messages"][1]["content"], reference=g) for r, g in zip(test[:b.n_judge], golds)]
     jr, who = _judge(state, ctx, items, answers["specialist"][:b.n_judge], answers["base"][:b.n_judge])
     ctx["log"](f"  裁判：专家 胜/平/负/无效 = {jr.wins}/{jr.ties}/{jr.losses}/{jr.invalid}，专家胜率 {win_rate_text(jr.n, jr.invalid, jr.win_rate, jr.ci)}")
     g = golden["specialist"]
-    return dict(**res, regressions=g.regressions, fixed=g.fixed, judge=dict(who=who, wins=jr.wins, ties=jr.ties, losses=jr.losses,
+    return dict(**res, gen_dtype=gen_dtype, gen_seconds=gen_seconds, regressions=g.regressions, fixed=g.fixed, judge=dict(who=who, wins=jr.wins, ties=jr.ties, losses=jr.losses,
                 invalid=jr.invalid, win_rate=jr.win_rate if jr.n else None, ci=list(jr.ci), position_consistency=jr.position_consistency,
                 requests=jr.usage.requests, cache_hits=jr.usage.cache_hits, external=bool(ctx.get("judge_endpoint"))))
 
@@ -292,6 +326,11 @@ def stage_serve(state, ctx):
 # %% ../nbs/06_flywheel.ipynb #25232cb5
 def _pct(x): return "—" if x is None else f"{x:.1%}"
 
+def _pct_ci(r, key):
+    "A rate with its 95% Wilson interval when the run recorded one (runs before the intervals have only the rate)."
+    ci = r.get({"exact_match": "exact_ci", "json_valid": "json_valid_ci"}[key])
+    return _pct(r[key]) + (f" [{ci[0]:.1%}, {ci[1]:.1%}]" if ci else "")
+
 def win_rate_text(n_valid, invalid, rate, ci):
     "A judge's win rate with its interval, or a dash with the reason when no pair got a usable verdict."
     if not n_valid: return f"—（{invalid} 对全部无效：裁判没有给出可解析的判决，胜率无从谈起）"
@@ -317,8 +356,8 @@ def demo_metrics(state):
     ev, tr, dt, mg, sv = r("evaluate"), r("train"), r("data"), r("merge"), r("serve")
     peaks = [v.get("peak_rss_gb", 0) for v in state.stages.values()]
     return dict(run_dir=str(state.dir), config=state.config,
-                base={k: ev["base"][k] for k in ("json_valid", "schema_valid", "exact_match", "golden_pass", "n_test", "n_golden")} if ev else None,
-                specialist={k: ev["specialist"][k] for k in ("json_valid", "schema_valid", "exact_match", "golden_pass", "n_test", "n_golden")} if ev else None,
+                base={k: ev["base"].get(k) for k in ("json_valid", "schema_valid", "exact_match", "exact_ci", "golden_pass", "n_test", "n_golden")} if ev else None,
+                specialist={k: ev["specialist"].get(k) for k in ("json_valid", "schema_valid", "exact_match", "exact_ci", "golden_pass", "n_test", "n_golden")} if ev else None,
                 golden_regressions=ev["regressions"] if ev else None, judge=ev["judge"] if ev else None,
                 train={k: tr[k] for k in ("method", "steps", "train_loss", "eval_loss", "seconds", "tokens_per_s", "trainable", "total")} if tr else None,
                 data={k: dt[k] for k in ("n", "kept", "rejected", "repaired", "leakage", "template_ok")} if dt else None,
@@ -382,11 +421,14 @@ def report_blocks(state, m):
           f"各阶段合计 {m['total_seconds']:.0f} s；主进程内存峰值 {m['peak_rss_gb']['main']:.2f} GB"
           + (f"，服务进程峰值 {m['peak_rss_gb']['server']:.2f} GB" if m['peak_rss_gb']['server'] else "") + "。")]
     B += [("h", 2, "基座 vs 专家"), ("table", ["指标", "基座", "专家"], [
-        [f"JSON 合法率（测试集 {ev['base']['n_test']} 条）", _pct(ev["base"]["json_valid"]), _pct(ev["specialist"]["json_valid"])],
-        ["完全匹配率", _pct(ev["base"]["exact_match"]), _pct(ev["specialist"]["exact_match"])],
+        ["测试留言（条）", ev["base"]["n_test"], ev["specialist"]["n_test"]],
+        ["JSON 合法率", _pct_ci(ev["base"], "json_valid"), _pct_ci(ev["specialist"], "json_valid")],
+        ["完全匹配率（95% Wilson 区间）", _pct_ci(ev["base"], "exact_match"), _pct_ci(ev["specialist"], "exact_match")],
         [f"黄金集通过率（{ev['base']['n_golden']} 条）", _pct(ev["base"]["golden_pass"]), _pct(ev["specialist"]["golden_pass"])]]),
           ("img", "scores.png", "base vs specialist"),
-          ("p", f"黄金集相对基座：修好 {len(ev['fixed'])} 条，退步 {len(ev['regressions'])} 条" + (f"（{', '.join(ev['regressions'][:10])}）" if ev["regressions"] else "") + "。")]
+          ("p", f"黄金集相对基座：修好 {len(ev['fixed'])} 条，退步 {len(ev['regressions'])} 条" + (f"（{', '.join(ev['regressions'][:10])}）" if ev["regressions"] else "") + "。"
+           + (f"基座只答前 {ev['base']['n_test']} 条测试留言（它不会这个格式，多答只是花时间）。" if ev["base"]["n_test"] < ev["specialist"]["n_test"] else "")
+           + (f"作答精度 {ev['gen_dtype']}，两方作答合计 {ev['gen_seconds']:.0f} s。" if "gen_dtype" in ev else ""))]
     j = ev["judge"]
     B += [("h", 2, "成对裁判"), ("p", f"裁判：{j['who']}。每对答案正反两种顺序各问一次，不一致记平局。"),
           ("table", ["专家胜", "平", "专家负", "无效", "专家胜率（95% CI）", "位置一致率"],
@@ -452,7 +494,7 @@ def stage_report(state, ctx):
 STAGES = [Stage("decide", "决策：这个岗位该不该培养专家？", "第一章", stage_decide),
           Stage("plan", "预检与规划：硬件、精度、内存估算", "第二章", stage_plan),
           Stage("data", "课程设计：数据体检、清洗与模板检查", "第三章", stage_data),
-          Stage("train", "上岗培训：QLoRA 训练", "第二章", stage_train),
+          Stage("train", "上岗培训：LoRA / QLoRA 训练", "第二章", stage_train),
           Stage("evaluate", "能力考核：黄金集与成对裁判，训练前 vs 训练后", "第四章", stage_evaluate),
           Stage("merge", "转正：合并与校验", "第五章", stage_merge),
           Stage("serve", "上岗：部署与冒烟测试", "第五章", stage_serve),
@@ -552,7 +594,9 @@ def demo_summary(m):
     b, s = m["base"], m["specialist"]
     rows = [("JSON 合法率", "json_valid"), ("完全匹配率", "exact_match"), ("黄金集通过率", "golden_pass")]
     w = lambda t, n: t + " "*(n - sum(2 if ord(ch) > 0x2e80 else 1 for ch in t))   # CJK characters are two columns wide
-    lines = ["", w("指标", 14) + w("基座", 10) + "专家"] + [w(n, 14) + w(_pct(b[k]), 10) + _pct(s[k]) for n, k in rows]
+    lines = ["", w("指标", 14) + w("基座", 10) + "专家", w("测试留言", 14) + w(f"{b['n_test']} 条", 10) + f"{s['n_test']} 条"]
+    lines += [w(n, 14) + w(_pct(b[k]), 10) + _pct(s[k]) for n, k in rows]
+    if s.get("exact_ci"): lines.append(w("", 14) + w("", 10) + f"（完全匹配 95% 区间 {s['exact_ci'][0]:.1%}–{s['exact_ci'][1]:.1%}）")
     d = Path(m["run_dir"])
     lines += ["", f"报告：{short_path(d/'report.md')}  {short_path(d/'report.html')}", f"指标：{short_path(d/'metrics.json')}",
               f"合并后的模型：{short_path(m['model_dir'])}",
@@ -562,7 +606,7 @@ def demo_summary(m):
 def run_demo(budget="full",         # "full" (readers) or "tiny" (CI: a few steps per stage)
              tier=None,             # "cpu", "t4" or "a100"; default: $PLAYBOOK_TIER, else detected
              model=None,            # base model id or local directory; default: the tier's
-             method="qlora",        # "qlora" or "lora"
+             method=None,           # "qlora" or "lora"; default: the tier's (`demo_method`: LoRA on cpu, QLoRA on t4/a100)
              out="runs",            # parent directory of the run directories
              fresh=False,           # start a new run instead of resuming the last unfinished one with this config
              until=None,            # stop after this stage, e.g. "data"
@@ -573,7 +617,7 @@ def run_demo(budget="full",         # "full" (readers) or "tiny" (CI: a few step
             ) -> RunState:
     "The whole journey of the playbook on one tier; resumes an unfinished run with the same config unless `fresh`."
     t = resolve_tier(tier).name
-    model = model or t
+    model, method = model or t, method or demo_method(t)
     config = dict(budget=budget, model=model, method=method, judge=judge_endpoint and f"{judge_model}@{judge_endpoint}")
     state = None if fresh else find_resumable(out, config)
     names = [s.name for s in STAGES]
@@ -592,11 +636,11 @@ def run_demo(budget="full",         # "full" (readers) or "tiny" (CI: a few step
 
 def cli_demo(argv=None):
     "`playbook demo`: decide, plan, clean, train, evaluate, merge, serve and report, resumably."
-    p = argparse.ArgumentParser(prog="playbook demo", description="一条命令走完全书：决策 → 规划 → 数据 → QLoRA 训练 → 评估 → 合并 → 部署 → 报告。")
+    p = argparse.ArgumentParser(prog="playbook demo", description="一条命令走完全书：决策 → 规划 → 数据 → LoRA/QLoRA 训练 → 评估 → 合并 → 部署 → 报告。")
     p.add_argument("--budget", choices=list(BUDGETS), default="full", help="full：给读者的完整预算；tiny：几分钟跑完，给 CI")
     p.add_argument("--tier", choices=list(TIERS), help="硬件档位；默认按本机识别（环境变量 PLAYBOOK_TIER 可覆盖）")
     p.add_argument("--model", help="基座模型 id 或本地目录；默认用档位的模型")
-    p.add_argument("--method", choices=["qlora", "lora"], default="qlora", help="训练方法（默认 QLoRA）")
+    p.add_argument("--method", choices=["qlora", "lora"], help="训练方法；默认按档位：cpu 用 LoRA，t4/a100 用 QLoRA")
     p.add_argument("--out", default="runs", help="运行目录的上级目录（默认 runs/）")
     p.add_argument("--fresh", action="store_true", help="不续跑上次没完成的运行，新开一个目录")
     p.add_argument("--until", choices=[s.name for s in STAGES], help="跑到这个阶段为止")

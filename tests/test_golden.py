@@ -108,3 +108,18 @@ def test_cli_exit_codes_tell_a_crash_from_a_regression(tmp_path):
     playbook = str(Path(sys.executable).parent/"playbook")
     r = subprocess.run([playbook, "golden", "--model", str(tmp_path/"no-such-model"), "--limit", "1"], capture_output=True, text=True, timeout=300)
     assert r.returncode not in (0, 1), (r.returncode, r.stderr[-1500:])   # 1 is reserved for a regression
+
+def test_a_relative_json_schema_resolves_against_the_cases_file(tmp_path):
+    "Issue 28.7: a user's cases file names its schema relative to itself (it resolved against the package's data/ before)."
+    (tmp_path/"mine.schema.json").write_text(json.dumps({"type": "object", "required": ["sentiment"]}))
+    case = dict(id="c1", tags=["mine"], messages=[{"role": "user", "content": "great battery"}],
+                assertions=[{"type": "json_schema", "schema": "mine.schema.json"}])
+    cases = tmp_path/"cases.jsonl"; cases.write_text(json.dumps(case, ensure_ascii=False) + "\n")
+    good = run_golden(lambda convs: ['{"sentiment": "positive"}']*len(convs), str(cases), name="good")
+    bad = run_golden(lambda convs: ['{"aspect": "battery"}']*len(convs), cases, name="bad")
+    assert (good.passed, bad.passed) == (1, 0)
+    # the bundled schema is still found by its name from anywhere, and a schema that is nowhere is named with where it was looked for
+    bundled = dict(case, assertions=[{"type": "json_schema", "schema": "ticket.schema.json"}])
+    assert run_golden(lambda convs: ["{}"], [bundled], base=tmp_path).n == 1
+    missing = dict(case, assertions=[{"type": "json_schema", "schema": "nowhere.schema.json"}])
+    with pytest.raises(FileNotFoundError, match="nowhere.schema.json.*找过"): run_golden(lambda convs: ["{}"], [missing], base=tmp_path)

@@ -55,7 +55,14 @@ def test_report_matches_metrics(finished):
         for k in ("json_valid", "exact_match", "golden_pass"):
             assert m[who][k] == ev[who][k]
             assert f"{m[who][k]:.1%}" in md and f"{m[who][k]:.1%}" in page
-    assert m["base"]["n_test"] == BUDGETS["tiny"].n_test and m["base"]["n_golden"] == BUDGETS["tiny"].n_golden
+    b = BUDGETS["tiny"]
+    assert m["specialist"]["n_test"] == b.n_test and m["base"]["n_test"] == b.n_test_base < b.n_test and m["base"]["n_golden"] == b.n_golden
+    lo, hi = m["specialist"]["exact_ci"]
+    assert lo <= m["specialist"]["exact_match"] <= hi and f"[{lo:.1%}, {hi:.1%}]" in md
+    # every specialist answer is kept, also past the rows the base answered (a zip over both once cut them to the base's count)
+    rows = [json.loads(x) for x in (d/"eval"/"test_answers.jsonl").read_text().splitlines()]
+    assert len(rows) == b.n_test and all(r["specialist"] is not None for r in rows)
+    assert [r["base"] is not None for r in rows] == [i < b.n_test_base for i in range(b.n_test)]
     assert set(m["stage_seconds"]) == {s.name for s in STAGES} - {"report"}
     assert m["train"]["steps"] == BUDGETS["tiny"].train["max_steps"]
     assert m["merge"]["lora_modules_left"] == 0 and m["merge"]["greedy_identical"]
@@ -148,3 +155,17 @@ def test_release_memory_returns_freed_heap():
     if not release_memory(): pytest.skip("not glibc: nothing to trim")
     assert rss() < before - 300, (before, rss())
     assert len(keep) == 160
+
+
+def test_demo_method_and_generation_dtype_follow_the_tier():
+    from playbook_lib.pipeline import demo_method, demo_recipe, generation_dtype
+    from playbook_lib.train import SPECIALIST_RECIPE
+    assert (demo_method("cpu"), demo_method("t4"), demo_method("a100")) == ("lora", "qlora", "qlora")
+    assert demo_recipe("cpu") == SPECIALIST_RECIPE                       # chapter 2's measured recipe, unchanged
+    assert demo_recipe("cpu", "qlora") == {**SPECIALIST_RECIPE, "method": "qlora"}
+    assert demo_recipe("t4")["method"] == "qlora" and demo_recipe("t4")["learning_rate"] == 2e-4
+    assert BUDGETS["full"].train == {} and BUDGETS["full"].n_test >= 200   # the issue's floor for the specialist's test slice
+    cpu = dict(device="cpu", bf16=True, dtype="bfloat16")
+    assert generation_dtype(cpu) == "bfloat16"
+    assert generation_dtype({**cpu, "bf16": False, "dtype": "float32"}) == "float32"
+    assert generation_dtype(dict(device="cuda", bf16=False, dtype="float16"), tier="t4") == "float16"
