@@ -84,12 +84,11 @@ def main(argv=None):
     p.add_argument("--dtype-n", type=int, default=200, help="test messages for --dtype-model")
     a = p.parse_args(argv)
     if a.dtype_model:
-        import json
-        from playbook_lib.tickets import load_split, parse_ticket
+        from playbook_lib.tickets import load_split, score_tickets
         r = bench_dtype(a.dtype_model, a.dtype_n)
         (t32, a32, s32), (t16, a16, s16) = r["float32"], r["bfloat16"]
-        golds = [json.loads(x["messages"][2]["content"]) for x in load_split("test", a.dtype_n)]
-        ok = lambda ans: [parse_ticket(x) == g for x, g in zip(ans, golds)]
+        golds = [x["messages"][2]["content"] for x in load_split("test", a.dtype_n)]
+        ok = lambda ans: [score_tickets([x], [g]).exact_match == 1 for x, g in zip(ans, golds)]   # per answer, the same scorer
         o32, o16 = ok(a32), ok(a16)
         print(f"greedy answers of {a.dtype_model} to {len(a32)} test messages, batch 16, <= 160 new tokens:")
         print(f"  float32   {t32:6.1f} s   exact {s32.exact_match:.1%}   JSON-valid {s32.json_valid:.1%}")
