@@ -96,7 +96,7 @@ def main(argv=None):
     if name not in COMMANDS:
         print(f"未知子命令 {name!r}。\n\n{usage()}", file=sys.stderr); return 2
     mod, fn, _ = COMMANDS[name]
-    if name in TRAINS: setup_runtime()   # before the subcommand's module imports torch (appendix F)
+    if name in TRAINS and not {"-h", "--help"} & set(rest): setup_runtime()   # before the subcommand's module imports torch (appendix F); help needs no torch
     try:
         f = getattr(importlib.import_module(mod), fn)
         code = f(rest)

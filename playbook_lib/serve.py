@@ -80,6 +80,12 @@ def _healthy(endpoint, timeout=1.):
         with urllib.request.urlopen(f"{endpoint}/health", timeout=timeout) as r: return r.status == 200
     except OSError: return False
 
+def _hub_cache(env):
+    "The Hugging Face hub cache directory a process with environment `env` uses (huggingface_hub's own order of variables)."
+    d = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    if not d: d = os.path.join(env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface"), "hub")
+    return Path(d).expanduser()
+
 def serve(model_dir, # merged model directory (the output of merge_adapter)
           port=None, # TCP port; a free one when None
           host="127.0.0.1", # loopback by default: put a gateway in front for anything else
@@ -93,6 +99,7 @@ def serve(model_dir, # merged model directory (the output of merge_adapter)
     log_path = Path(log_path or Path(tempfile.gettempdir())/f"playbook-serve-{port}.log")
     t0, log = time.perf_counter(), open(log_path, "w")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    _hub_cache(env).mkdir(parents=True, exist_ok=True)   # `/v1/models` scans it, and answers 500 (CacheNotFound) when it is missing
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     log.close()
     srv = Server(proc, f"http://{host}:{port}", str(model_dir), log_path)

@@ -109,6 +109,19 @@ def test_cli_exit_codes_tell_a_crash_from_a_regression(tmp_path):
     r = subprocess.run([playbook, "golden", "--model", str(tmp_path/"no-such-model"), "--limit", "1"], capture_output=True, text=True, timeout=300)
     assert r.returncode not in (0, 1), (r.returncode, r.stderr[-1500:])   # 1 is reserved for a regression
 
+def test_a_crash_exits_70_not_the_regression_code_1(tmp_path, monkeypatch, capsys):
+    """Issue 28.7: before, a bug inside a subcommand and a golden regression both exited 1, so CI could not tell them apart.
+    A subcommand module whose function has a bug goes through the real `main`: 70 and the traceback. (A regression's 1 is
+    test_cli_golden_exits_nonzero_on_regression.)"""
+    from playbook_lib import cli
+    (tmp_path/"boom_cmd.py").write_text("def cli_boom(argv):\n    return {}['missing']   # a bug, not a user error\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(cli.COMMANDS, "boom", ("boom_cmd", "cli_boom", "test"))
+    assert cli.main(["boom"]) == 70
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "KeyError: 'missing'" in err
+    assert "70" in cli.usage() and "1 检查没通过" in cli.usage()   # the codes are documented where `playbook -h` shows them
+
 def test_a_relative_json_schema_resolves_against_the_cases_file(tmp_path):
     "Issue 28.7: a user's cases file names its schema relative to itself (it resolved against the package's data/ before)."
     (tmp_path/"mine.schema.json").write_text(json.dumps({"type": "object", "required": ["sentiment"]}))

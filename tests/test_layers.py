@@ -38,3 +38,13 @@ def test_importing_data_does_not_load_the_trainer_or_set_runtime_knobs():
     out = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[:2] == ["[]", "[]"], out.stdout
+
+def test_help_of_a_training_subcommand_does_not_load_torch():
+    """Issue 28.10: `playbook demo --help` set up the training runtime (importing torch, about 1.7 s) before printing its
+    usage. Help is argparse only. (`playbook train --help` still imports torch: train.py's top-level Trainer subclasses.)"""
+    src = ("import sys; from playbook_lib.cli import main\n"
+           "try: main(['demo', '--help'])\nexcept SystemExit as e: code = e.code\n"
+           "print(code, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "playbook demo" in out.stdout and out.stdout.split("\n")[-2] == "0 False", out.stdout[-500:]

@@ -1,5 +1,6 @@
 "Serve: start transformers serve on loopback, smoke-test through the openai client, stop with no process left."
 import json
+from pathlib import Path
 
 import psutil, pytest
 
@@ -116,15 +117,26 @@ def test_smoke_cases_in_any_format_grade_text_answers(release, tmp_path, capsys)
     assert "cases.jsonl" in err and "第 2 行" in err and "怎么办" in err
 
 
-def test_models_endpoint_is_as_the_chapter_says(release, tmp_path, monkeypatch):
-    "Issue 28.12: /v1/models returned 500 (CacheNotFound). The chapter documents it and health-checks /health; this keeps that claim true."
-    import urllib.error, urllib.request
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path/"no-hub-cache"))   # a machine whose Hugging Face cache does not exist yet
+def test_models_endpoint_answers_200_on_a_machine_without_a_hub_cache(release, tmp_path, monkeypatch):
+    """Issue 28.12: /v1/models returned 500 (CacheNotFound) when the Hugging Face hub cache did not exist yet, so a client's
+    `models.list()` start-up check failed. `serve` now creates the cache directory first. The preloaded local model is still
+    not listed (transformers serve scans only the hub cache): 05b_serve says so, and this keeps that claim true."""
+    import urllib.request
+    cache = tmp_path/"no-hub-cache"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))   # a machine whose Hugging Face cache does not exist yet
     with serve(release) as srv:
         assert urllib.request.urlopen(f"{srv.endpoint}/health", timeout=30).status == 200
-        try:
-            body = urllib.request.urlopen(f"{srv.endpoint}/v1/models", timeout=30).read().decode()
-            listed = [m["id"] for m in json.loads(body).get("data", [])]
-            assert srv.model not in listed, "transformers serve now lists preloaded local models: update 05b_serve's note"
-        except urllib.error.HTTPError as e:
-            assert e.code == 500
+        with urllib.request.urlopen(f"{srv.endpoint}/v1/models", timeout=30) as r:
+            assert r.status == 200
+            listed = [m["id"] for m in json.loads(r.read().decode()).get("data", [])]
+    assert cache.is_dir()
+    assert srv.model not in listed, "transformers serve now lists preloaded local models: update 05b_serve's note"
+
+def test_hub_cache_follows_huggingface_hubs_variables():
+    import os
+    import huggingface_hub.constants as C
+    from playbook_lib.serve import _hub_cache
+    assert _hub_cache({"HF_HUB_CACHE": "/a", "HF_HOME": "/b"}) == Path("/a")
+    assert _hub_cache({"HF_HOME": "/b"}) == Path("/b/hub")
+    assert _hub_cache({"XDG_CACHE_HOME": "/c"}) == Path("/c/huggingface/hub")
+    assert _hub_cache(dict(os.environ)) == Path(C.HF_HUB_CACHE).expanduser()   # this process: the same answer as huggingface_hub's
