@@ -204,6 +204,11 @@ def run_golden(model_or_endpoint, golden=None, baseline=None, name="model", out_
 class GoldenRegression(AssertionError):
     "The golden set regressed against its baseline (an AssertionError, raised explicitly so `python -O` cannot skip it)."
 
+def _change(drop):
+    "A pass-rate change in percentage points, in words: a rise is not a negative drop."
+    pp = round(100*drop, 1)
+    return f"下降 {pp:.1f} 个百分点" if pp > 0 else f"上升 {-pp:.1f} 个百分点" if pp < 0 else "持平"
+
 def assert_no_regression(report, baseline, max_drop=0.0, max_regressions=None):
     """Raise GoldenRegression when the pass rate fell more than `max_drop` (or too many cases regressed) vs `baseline`.
     The baseline's rate is taken over the cases this report ran, so a `--limit` run is compared like with like."""
@@ -215,7 +220,7 @@ def assert_no_regression(report, baseline, max_drop=0.0, max_regressions=None):
     b_rate = sum(same)/len(same) if partial and same else b.pass_rate
     drop = b_rate - r.pass_rate
     msg = (f"{r.name} 通过率 {r.pass_rate:.1%}，基线 {b.name} {b_rate:.1%}" + (f"（只比本次跑的 {len(same)} 题）" if partial else "")
-           + f"（下降 {drop:.1%}，容忍 {max_drop:.1%}）；退步 {len(reg)} 条：" + "; ".join(f"{c['id']}: {c['failed'][0]}" for c in reg[:10]))
+           + f"（{_change(drop)}，容忍下降 {100*max_drop:.1f} 个百分点）；退步 {len(reg)} 条：" + "; ".join(f"{c['id']}: {c['failed'][0]}" for c in reg[:10]))
     if drop > max_drop + 1e-9 or (max_regressions is not None and len(reg) > max_regressions): raise GoldenRegression(msg)
     return msg
 

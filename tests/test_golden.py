@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 from playbook_lib.golden import (build_golden_cases, check_assertion, load_golden, score_golden, run_golden, save_report,
-                                 load_report, assert_no_regression, cli_golden, case_from_ticket_record)
+                                 load_report, assert_no_regression, cli_golden, case_from_ticket_record, GoldenRegression)
 from playbook_lib.judge import ScriptedJudgeServer
 from playbook_lib.tickets import data_dir, read_jsonl
 
@@ -136,3 +136,13 @@ def test_a_relative_json_schema_resolves_against_the_cases_file(tmp_path):
     assert run_golden(lambda convs: ["{}"], [bundled], base=tmp_path).n == 1
     missing = dict(case, assertions=[{"type": "json_schema", "schema": "nowhere.schema.json"}])
     with pytest.raises(FileNotFoundError, match="nowhere.schema.json.*找过"): run_golden(lambda convs: ["{}"], [missing], base=tmp_path)
+
+def test_the_gate_message_says_a_rise_is_a_rise():
+    "Before: a pass rate that rose by 2.5 points read '下降 -2.5%' (chapter 6's v2 gate); the change is in percentage points."
+    broken = list(GOLD); broken[0] = broken[1] = "不是工单"
+    worse, base = score_golden(CASES, broken, "worse"), score_golden(CASES, GOLD, "base")
+    better = score_golden(CASES, [GOLD[0], "不是工单"] + GOLD[2:], "better")
+    up = assert_no_regression(better, worse, max_regressions=1)
+    assert "上升 " in up and "个百分点" in up and "下降 -" not in up, up
+    with pytest.raises(GoldenRegression, match="下降 [0-9.]+ 个百分点，容忍下降 0.0 个百分点"): assert_no_regression(worse, base)
+    assert "持平" in assert_no_regression(base, base)
