@@ -67,7 +67,7 @@ def run_variant(variant, steps, n):
         cfg = TrainConfig(model="cpu", method="lora", max_steps=steps, batch_size=R["batch_size"], grad_accum=R["grad_accum"], eval_steps=0,
                           save_steps=0, early_stopping_patience=0, output_dir=out, compute_dtype="float32" if variant == "ours_fp32" else "auto",
                           share_prefix=variant != "ours_noshare")
-        import playbook_lib.train as T
+        import playbook_lib.trainer as T   # train_sft imports StepTimer from here when it starts
         timers, orig = [], T.StepTimer
         T.StepTimer = lambda: timers.append(orig()) or timers[-1]
         try: res = train_sft(cfg, recs, None, progress=False)
@@ -79,7 +79,7 @@ def run_variant(variant, steps, n):
     per_step = [b - a for a, b in zip([0] + toks[:-1], toks)]
     shared = [h.get("shared_prefix_tokens", 0) for h in logs if "loss" in h]
     shared_step = [b - a for a, b in zip([0] + shared[:-1], shared)]
-    from playbook_lib.train import thp_allocations
+    from playbook_lib._compat import thp_allocations
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return dict(variant=variant, times=meter.times, tokens=per_step, shared=shared_step, nlin=nlin, peak_gb=ru.ru_maxrss/2**20, thp=thp_allocations(),
                 stime=ru.ru_stime, minflt=ru.ru_minflt)

@@ -17,11 +17,10 @@ from .data import DataInputError, read_examples, to_messages
 __all__ = ['METHODS', 'SCHEDULES', 'REPORT_TO', 'DTYPES', 'UNSLOTH_TARGETS', 'SPLITS', 'SPECIALIST_RECIPE', 'BUDGETS',
            'GENERAL_TEXTS', 'HYPERPARAM_ADVICE', 'ConfigError', 'TrainConfig', 'check_config', 'resolve_dtype',
            'has_unsloth', 'precast_frozen_linears', 'load_for_training', 'keep_4bit_differentiable', 'conversations',
-           'encode_dataset', 'StopWhenValLossRises', 'StepTimer', 'TrimHeap', 'sft_args', 'TrainResult', 'plot_losses',
-           'peak_memory_gb', 'param_counts', 'shared_prefix_len', 'prefix_shared_hidden', 'labelled_lm_loss',
-           'lm_logits', 'CPUSFTTrainer', 'load_adapter', 'last_checkpoint', 'RunMismatchError', 'run_fingerprint',
-           'prior_run', 'train_sft', 'StepBar', 'specialist_dir', 'evaluate_tickets', 'load_specialist',
-           'train_specialist', 'sweep', 'plot_sweep', 'perplexity', 'hyperparam_table', 'cli_train']
+           'encode_dataset', 'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb', 'param_counts', 'load_adapter',
+           'last_checkpoint', 'RunMismatchError', 'run_fingerprint', 'prior_run', 'train_sft', 'specialist_dir',
+           'evaluate_tickets', 'load_specialist', 'train_specialist', 'sweep', 'plot_sweep', 'perplexity',
+           'hyperparam_table', 'cli_train']
 
 # %% ../nbs/02_train.ipynb #88abc159
 import json, math, resource, time, importlib.util, difflib
@@ -30,8 +29,7 @@ from pathlib import Path
 from .models import _NoHubKernelNotice, short_path  # noqa: F401  importing models filters bitsandbytes' Hub-kernel notice before peft imports it
 from .io import write_atomic
 from .templates import encode_chat, assistant_spans  # noqa: F401  chapter 3a's: the trainer encodes with the checker's own function
-from ._compat import (thp_allocations, quiet_ckpt_alias, mkldnn_bf16_supported, bnb_stop_cpu_repack,  # noqa: F401
-                                  bnb_unpack_cpu_weight, repeat_cache_rows, count_train_tokens, log_metric, plain_compute_loss)
+from ._compat import quiet_ckpt_alias, mkldnn_bf16_supported, bnb_stop_cpu_repack, bnb_unpack_cpu_weight
 
 # %% ../nbs/02_train.ipynb #1a710a1d
 METHODS = ("full", "lora", "qlora", "ia3", "ptuning")
@@ -272,38 +270,6 @@ def encode_dataset(tok, convs, max_length=None):
     from datasets import Dataset
     return Dataset.from_list([encode_chat(tok, c, max_length) for c in convs])
 
-# %% ../nbs/02_train.ipynb #57292420
-from transformers import TrainerCallback
-
-class StopWhenValLossRises(TrainerCallback):
-    "Stop training after `patience` evaluations without a new lowest validation loss."
-    def __init__(self, patience=2): self.patience, self.best, self.bad, self.stopped_at = patience, math.inf, 0, None
-    def on_evaluate(self, args, state, control, metrics=None, **kw):
-        loss = (metrics or {}).get("eval_loss", math.inf)
-        if loss < self.best - 1e-4: self.best, self.bad = loss, 0
-        else: self.bad += 1
-        if self.patience and self.bad >= self.patience: control.should_training_stop, self.stopped_at = True, state.global_step
-
-class StepTimer(TrainerCallback):
-    "Wall time spent inside training steps."
-    def __init__(self): self.times = []
-    @property
-    def seconds(self): return sum(self.times)
-    def on_step_begin(self, *a, **kw): self._t = time.perf_counter()
-    def on_step_end(self, *a, **kw): self.times.append(time.perf_counter() - self._t)
-
-class TrimHeap(TrainerCallback):
-    """After each optimizer step on CPU, return freed heap pages to the OS (glibc `malloc_trim`), so the resident set does not creep up
-    step after step. A no-op off glibc, and when PyTorch allocates huge pages (`thp_allocations()`): then it is not needed and only costs time."""
-    def __init__(self):
-        import ctypes
-        self.trim = None
-        if thp_allocations(): return
-        try: self.trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError): self.trim = None   # not glibc (macOS, Windows, musl): nothing to do
-    def on_step_end(self, *a, **kw):
-        if self.trim is not None: self.trim(0)
-
 # %% ../nbs/02_train.ipynb #af4202ff
 def sft_args(cfg, dtype, gpu=None, has_eval=True, progress=True):
     "TRL SFTConfig for `cfg` on this hardware."
@@ -383,75 +349,6 @@ def _result(trainer, cfg, timer, stopper, resumed, tok0):
                        ev[-1] if ev else None, timer.seconds, tokens, tokens/max(timer.seconds, 1e-9), peak_memory_gb(),
                        trainable, total, logs, resumed, stopper.stopped_at is not None, processes=trainer.args.world_size,
                        shared_prefix_tokens=getattr(trainer, "shared_prefix_tokens", 0))
-
-# %% ../nbs/02_train.ipynb #dac39f04
-def shared_prefix_len(input_ids, attention_mask=None, labels=None):
-    "How many leading positions every row of a right-padded batch shares: same token, not padding, not trained."
-    same = (input_ids == input_ids[:1]).all(0)
-    if attention_mask is not None: same &= (attention_mask == 1).all(0)
-    if labels is not None: same &= (labels == -100).all(0)
-    return int(same.long().cumprod(0).sum())
-
-def prefix_shared_hidden(decoder, input_ids, attention_mask=None, labels=None, min_shared=16):
-    """Last hidden states of `decoder` (e.g. `LlamaModel`) for a right-padded batch, running the prefix all rows share once and
-    handing its K/V cache to every row. Returns (hidden, start): `hidden` covers positions start.. of each row; values and gradients
-    equal a full forward. Falls back to the full forward (start 0) for one row, a short prefix or activation checkpointing."""
-    import torch
-    from transformers import DynamicCache
-    B, L = input_ids.shape
-    start = shared_prefix_len(input_ids, attention_mask, labels) - 1   # the prefix's last position predicts the first answer token
-    if B < 2 or start < min_shared or any(getattr(m, "gradient_checkpointing", False) for m in decoder.modules()):
-        return decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state, 0
-    cache = DynamicCache(config=decoder.config)
-    decoder(input_ids=input_ids[:1, :start], past_key_values=cache, use_cache=True)
-    repeat_cache_rows(cache, B)                                        # differentiable copies: gradients reach the shared pass
-    pos = torch.arange(start, L, device=input_ids.device).expand(B, -1)
-    return decoder(input_ids=input_ids[:, start:], attention_mask=attention_mask, position_ids=pos, past_key_values=cache,
-                   use_cache=True).last_hidden_state, start
-
-def labelled_lm_loss(model, input_ids, attention_mask=None, labels=None, position_ids=None, share_prefix=True):
-    """(summed cross-entropy over the trained positions, their count, shared prefix length) for a causal LM with `.model` and
-    `.lm_head`: only trained positions go through the LM head, in one matmul."""
-    import torch
-    if share_prefix and position_ids is None: h, start = prefix_shared_hidden(model.model, input_ids, attention_mask, labels)
-    else: h, start = model.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state, 0
-    target = labels[:, start + 1:]
-    keep = target != -100
-    logits = lm_logits(model, h[:, :-1][keep])
-    return torch.nn.functional.cross_entropy(logits.float(), target[keep], reduction="sum"), keep.sum(), start
-
-def lm_logits(model, h):
-    """`model.lm_head(h)` plus what the model's own forward does after it: Cohere's `logit_scale`, Gemma-2/3's
-    `final_logit_softcapping` (tanh capping). Bypassing forward without these gives a silently wrong loss."""
-    import torch
-    logits = model.lm_head(h)
-    if (scale := getattr(model, "logit_scale", None)) is not None: logits = logits * scale
-    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    if (cap := getattr(cfg, "final_logit_softcapping", None)): logits = torch.tanh(logits / cap) * cap
-    return logits
-
-# %% ../nbs/02_train.ipynb #49efdec4
-from trl import SFTTrainer
-
-class CPUSFTTrainer(SFTTrainer):
-    "SFTTrainer for CPUs: only the trained positions go through the LM head, and a batch's common prefix is computed once."
-    shared_prefix_tokens, share_prefix = 0, True
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        mode = "train" if self.model.training else "eval"
-        count_train_tokens(self, inputs, mode)
-        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-        prompt_learning = getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False)
-        loss_only = return_outputs and mode == "eval" and self.args.prediction_loss_only   # validation loss: no logits needed either
-        if (return_outputs and not loss_only) or prompt_learning or self.accelerator.num_processes > 1 or not hasattr(inner, "lm_head"):
-            return plain_compute_loss(self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        with self.accelerator.autocast():
-            loss, n, start = labelled_lm_loss(inner, inputs["input_ids"], inputs.get("attention_mask"), inputs["labels"],
-                                              inputs.get("position_ids"), share_prefix=self.share_prefix)
-        if mode == "train":
-            self.shared_prefix_tokens += start*(inputs["input_ids"].size(0) - 1)   # row-tokens computed once, not per row
-            log_metric(self, "train", "shared_prefix_tokens", self.shared_prefix_tokens)
-        loss = loss / (num_items_in_batch if num_items_in_batch is not None else n.clamp(min=1))
-        return (loss, {}) if loss_only else loss
 
 # %% ../nbs/02_train.ipynb #c88d52a6
 def load_adapter(model, path, **kw):
@@ -542,6 +439,7 @@ def train_sft(cfg, train_data, val_data=None, model=None, tokenizer=None, progre
 def _train_sft(cfg, train_data, val_data, model, tokenizer, progress, fresh):
     import torch
     from trl import SFTTrainer
+    from playbook_lib.trainer import CPUSFTTrainer, StepTimer, StopWhenValLossRises, TrimHeap, _console_progress   # chapter 2b: imports transformers' Trainer
     gpu, tr_c, va_c = gpu_info(), conversations(train_data, cfg.n_train), conversations(val_data, cfg.n_val) if val_data is not None else []
     tok = tokenizer or load_tokenizer("cpu" if cfg.model == "tiny" else cfg.model)
     check_config(cfg, tok, tr_c, gpu)                                    # fail before the model is loaded
@@ -573,28 +471,6 @@ def _train_sft(cfg, train_data, val_data, model, tokenizer, progress, fresh):
     res = _result(trainer, cfg, timer, stopper, last, tok0)
     if trainer.is_world_process_zero(): _save_outputs(trainer, cfg, res)
     return res
-
-# %% ../nbs/02_train.ipynb #466492b9
-class StepBar(TrainerCallback):
-    "A console bar over training steps with the latest loss as its postfix; it never prints the per-step log dicts."
-    def __init__(self, desc="训练"): self.desc, self.bar = desc, None
-    def on_train_begin(self, args, state, control, **kw):
-        if not state.is_world_process_zero: return
-        from tqdm.auto import tqdm
-        self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.desc, unit="步", dynamic_ncols=True)
-    def on_step_end(self, args, state, control, **kw):
-        if self.bar is not None: self.bar.update(state.global_step - self.bar.n)
-    def on_log(self, args, state, control, logs=None, **kw):
-        shown = {k: f"{float(logs[k]):.3f}" for k in ("loss", "eval_loss") if logs and k in logs}
-        if self.bar is not None and shown: self.bar.set_postfix(shown)
-    def on_train_end(self, args, state, control, **kw):
-        if self.bar is not None: self.bar.close(); self.bar = None
-
-def _console_progress(trainer, progress):
-    "Console runs get one `StepBar` instead of the trainer's bar and its printed log dicts; quiet runs print nothing per step."
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-    if not progress: trainer.remove_callback(PrinterCallback); return
-    if trainer.pop_callback(ProgressCallback) is not None: trainer.add_callback(StepBar())   # notebooks keep their own table
 
 # %% ../nbs/02_train.ipynb #f3981db5
 def _record_base_id(f, model):

@@ -8,6 +8,7 @@ import pytest
 
 from playbook_lib.train import TrainConfig, ConfigError, train_sft, check_config, encode_chat, _tiny_for
 import playbook_lib.train as T
+import playbook_lib.trainer as TR
 
 def toy(n, seed=0):
     import random
@@ -248,7 +249,7 @@ def test_cpu_validation_loss_matches_the_full_logits_loss(tmp_path):
     from transformers import Trainer
     res = train_sft(tiny_cfg(tmp_path, max_steps=2, eval_steps=2), toy(16), toy(8, seed=1), progress=False)
     assert res.eval_loss is not None and math.isfinite(res.eval_loss)
-    trainer_cls = T.CPUSFTTrainer
+    trainer_cls = TR.CPUSFTTrainer
     from playbook_lib.train import load_for_training, sft_args, encode_dataset
     cfg = tiny_cfg(tmp_path, max_steps=1, output_dir=str(tmp_path/"b"))
     model, tok, _ = load_for_training(cfg)
@@ -277,7 +278,7 @@ def test_shared_prefix_gives_the_full_forward_loss_and_gradients_on_the_cpu_mode
     from peft import get_peft_model
     from playbook_lib.models import load_base
     from playbook_lib.plan import peft_config_for
-    from playbook_lib.train import labelled_lm_loss, prefix_shared_hidden
+    from playbook_lib.trainer import labelled_lm_loss, prefix_shared_hidden
     torch.manual_seed(0)
     model = get_peft_model(load_base("cpu")[0], peft_config_for("lora", 16, 32, 0.0, "all-linear", 20)).train()
     for n, p in model.named_parameters():
@@ -309,12 +310,12 @@ def test_cpu_trainer_shares_the_prefix_in_training_and_validation(tmp_path, tok)
     assert off.shared_prefix_tokens == 0
     cfg = tiny_cfg(tmp_path, max_steps=1, max_length=512, output_dir=str(tmp_path/"b"))
     model, _, _ = load_for_training(cfg)
-    tr = T.CPUSFTTrainer(model=model, args=sft_args(cfg, "float32", None, True, False), processing_class=tok,
+    tr = TR.CPUSFTTrainer(model=model, args=sft_args(cfg, "float32", None, True, False), processing_class=tok,
                                 peft_config=peft_config_for("lora", 8, 16, 0.0, "all-linear", 20),
                                 train_dataset=encode_dataset(tok, [r["messages"] for r in load_split("train", n=8)]),
                                 eval_dataset=encode_dataset(tok, [r["messages"] for r in load_split("val", n=8)]))
     batch = tr._prepare_inputs(next(iter(tr.get_eval_dataloader())))
-    assert T.shared_prefix_len(batch["input_ids"], batch["attention_mask"], batch["labels"]) > 60
+    assert TR.shared_prefix_len(batch["input_ids"], batch["attention_mask"], batch["labels"]) > 60
     tr.model.eval()
     with torch.no_grad():
         fast, _ = tr.compute_loss(tr.model, batch, return_outputs=True)
@@ -323,16 +324,17 @@ def test_cpu_trainer_shares_the_prefix_in_training_and_validation(tmp_path, tok)
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="THP allocations and malloc_trim are Linux/glibc features")
 def test_setup_runtime_turns_on_huge_page_allocations_and_trimheap_steps_aside():
-    """Importing playbook_lib.train sets nothing; setup_runtime() (what `playbook train`/`demo` call first) gives huge-page
+    """Importing playbook_lib.train and .trainer sets nothing; setup_runtime() (what `playbook train`/`demo` call first) gives huge-page
     allocations without leaving THP_MEM_ALLOC_ENABLE for child processes; TrimHeap trims only when huge pages are off."""
     probe = """
 import os, sys
 if sys.argv[1] == "setup":
     from playbook_lib._compat import setup_runtime; setup_runtime()
-import playbook_lib.train as T, torch
+import playbook_lib.train, playbook_lib.trainer as T, torch
+from playbook_lib._compat import thp_allocations
 x = torch.ones(2**23)   # 32 MB, touched
 huge = sum(int(l.split()[1]) for l in open("/proc/self/smaps_rollup") if l.startswith("AnonHugePages:"))   # kB; importing TRL alone maps one 2 MB huge page
-print(T.thp_allocations(), huge >= 16 * 1024, T.TrimHeap().trim is None, os.environ.get("THP_MEM_ALLOC_ENABLE", "-"))   # kB: most of the 32 MB
+print(thp_allocations(), huge >= 16 * 1024, T.TrimHeap().trim is None, os.environ.get("THP_MEM_ALLOC_ENABLE", "-"))   # kB: most of the 32 MB
 """
     def run(mode, **env):
         e = {k: v for k, v in _env().items() if k != "THP_MEM_ALLOC_ENABLE"}
@@ -450,7 +452,7 @@ def test_cpu_loss_applies_the_models_own_logit_transform(family):
     ids = torch.randint(0, 128, (2, 24)); labels = ids.clone(); labels[:, :10] = -100
     with torch.no_grad():
         full = model(input_ids=ids, labels=labels).loss
-        total, n, _ = T.labelled_lm_loss(model, ids, labels=labels, share_prefix=False)
+        total, n, _ = TR.labelled_lm_loss(model, ids, labels=labels, share_prefix=False)
     assert torch.allclose(total/n, full, rtol=1e-4), (family, float(total/n), float(full))
 
 

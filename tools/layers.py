@@ -23,6 +23,7 @@ LAYERS = [
     ("models",),                     # tiers, cache, loading (appendix A)
     ("decide", "templates"),         # chapter 1; chapter 3a
     ("data", "plan"),                # chapter 3; chapter 2a
+    ("trainer",),                    # chapter 2b: the transformers/TRL subclasses, imported by train_sft when it starts
     ("train",),                      # chapter 2
     ("judge",),                      # chapter 4
     ("golden",),                     # chapter 4b
