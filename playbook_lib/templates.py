@@ -8,6 +8,7 @@ Docs: https://ft-playbook.github.io/specialist-playbook/templates.html.md"""
 from __future__ import annotations
 import html, itertools, json, os, re, shutil, tempfile
 from dataclasses import dataclass, field, asdict
+from functools import partial
 from pathlib import Path
 from .models import short_path
 from ._compat import llama3_header_ids
@@ -16,9 +17,10 @@ from .models import cache_root, load_tokenizer
 # %% auto #0
 __all__ = ['CHAT_TEMPLATES', 'REFERENCE_PACKAGES', 'REFERENCE_INSTALL', 'ISSUES', 'ROLES', 'facts_table', 'family_tokenizer',
            'assistant_spans', 'encode_chat', 'vendor_encoder', 'vendor_text', 'TemplateIssue', 'role_problems',
-           'system_behaviour', 'end_of_turn_token', 'generation_header', 'render_go_template', 'template_parts',
-           'render_modelfile', 'parse_modelfile', 'TemplateReport', 'check_chat_template', 'LossMaskView',
-           'loss_mask_view', 'TemplateFacts', 'TEMPLATE_FACTS', 'TEMPLATE_FACTS_CHECKED']
+           'system_behaviour', 'end_of_turn_token', 'generation_header', 'thinking_prefill', 'split_turns',
+           'render_go_template', 'template_parts', 'render_modelfile', 'parse_modelfile', 'TemplateReport',
+           'check_chat_template', 'LossMaskView', 'loss_mask_view', 'TemplateFacts', 'TEMPLATE_FACTS',
+           'TEMPLATE_FACTS_CHECKED']
 
 # %% ../nbs/03a_templates.ipynb #615050a8
 from .facts import TemplateFacts, TEMPLATE_FACTS, TEMPLATE_FACTS_CHECKED   # appendix G: the registry, dated, with sources
@@ -63,6 +65,18 @@ CHAT_TEMPLATES = {  # Jinja chat templates written for this book from the facts 
                "{%- endfor %}{%- if add_generation_prompt %}{{- '<start_of_turn>model\\n' }}{%- endif %}"),
     "phi3": ("{{- bos_token }}{%- for m in messages %}{{- '<|' + m['role'] + '|>\\n' + m['content'] + '<|end|>\\n' }}{%- endfor %}"
              "{%- if add_generation_prompt %}{{- '<|assistant|>\\n' }}{%- endif %}"),
+    # Qwen3 (hybrid thinking): reasoning survives only in assistant turns after the last user message; the last turn always
+    # carries a think block (empty without reasoning); enable_thinking=false pre-fills an empty one in the generation prompt
+    "qwen3": ("{%- set ns = namespace(last_user=-1) %}{%- for m in messages %}{%- if m['role'] == 'user' %}{%- set ns.last_user = loop.index0 %}{%- endif %}{%- endfor %}"
+              "{%- for m in messages %}{%- if m['role'] != 'assistant' %}{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+              "{%- else %}{%- set answer, thought = m['content'], m.get('reasoning_content') or '' %}"
+              "{%- if '</think>' in answer %}{%- set thought = answer.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}"
+              "{%- set answer = answer.split('</think>')[-1].lstrip('\\n') %}{%- endif %}"
+              "{%- if loop.index0 > ns.last_user and (loop.last or thought) %}"
+              "{{- '<|im_start|>assistant\\n<think>\\n' + thought.strip('\\n') + '\\n</think>\\n\\n' + answer.lstrip('\\n') + '<|im_end|>\\n' }}"
+              "{%- else %}{{- '<|im_start|>assistant\\n' + answer + '<|im_end|>\\n' }}{%- endif %}{%- endif %}{%- endfor %}"
+              "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- if enable_thinking is defined and enable_thinking is false %}"
+              "{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}"),
 }
 
 # %% ../nbs/03a_templates.ipynb #814eb439
@@ -102,6 +116,17 @@ def _build_qwen():
     tok.eos_token, tok.pad_token = "<|im_end|>", "<|endoftext|>"
     return tok
 
+_QWEN_ADDED = {151657: "<tool_call>", 151658: "</tool_call>", 151665: "<tool_response>", 151666: "</tool_response>",
+               151667: "<think>", 151668: "</think>"}   # Qwen2.5/Qwen3 tokenizer_config.json added_tokens_decoder (the last four: Qwen3)
+
+def _build_qwen3():
+    "Qwen's BPE vocabulary (dashscope) with Qwen3's added tokens at their ids: the extra slots after <|im_end|> (151645) renamed."
+    pat = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # dashscope PAT_STR
+    extra = [_QWEN_ADDED.get(151646 + i, f"<|extra_{i}|>") for i in range(205)]
+    tok = _tiktoken_tokenizer(_pkg_file("dashscope", "resources", "qwen.tiktoken"), pat, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + extra)
+    tok.eos_token, tok.pad_token = "<|im_end|>", "<|endoftext|>"
+    return tok
+
 def _build_mistral(fname="mistral_instruct_tokenizer_240323.model.v3"):
     from transformers import LlamaTokenizer
     with tempfile.TemporaryDirectory() as d:
@@ -117,7 +142,7 @@ def _build_standin(family):
     tok.add_special_tokens({"bos_token": f.bos, "eos_token": f.eos, "pad_token": f.eos, "additional_special_tokens": extra})
     return tok
 
-_BUILDERS = {"llama3": _build_llama3, "qwen2.5": _build_qwen, "mistral-v3": _build_mistral,
+_BUILDERS = {"llama3": _build_llama3, "qwen2.5": _build_qwen, "qwen3": _build_qwen3, "mistral-v3": _build_mistral,
              "gemma2": lambda: _build_standin("gemma2"), "gemma3": lambda: _build_standin("gemma3"), "phi3": lambda: _build_standin("phi3")}
 
 def family_tokenizer(family, cache=True):
@@ -144,11 +169,11 @@ def family_tokenizer(family, cache=True):
 def _render(tok, messages, gen=False):
     return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
 
-def assistant_spans(tok, messages):
-    "Character spans (start, end) of every assistant turn in the rendered conversation, end-of-turn token included."
+def assistant_spans(tok, messages, last_turn_only=False):
+    "Character spans (start, end) of every assistant turn (or only the last) in the rendered conversation, end-of-turn token included."
     full, spans = _render(tok, messages), []
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant": continue
+    turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    for i in turns[-1:] if last_turn_only else turns:
         before, upto = _render(tok, messages[:i], True), _render(tok, messages[:i+1])
         if not (full.startswith(upto) and upto.startswith(before)):
             raise ValueError(f"chat template is not prefix-preserving at message {i}: cannot locate the assistant turn "
@@ -156,9 +181,9 @@ def assistant_spans(tok, messages):
         spans.append((len(before), len(upto.rstrip())))
     return full, spans
 
-def encode_chat(tok, messages, max_length=None):
-    "Token ids, labels (assistant turns only, end-of-turn included) and attention mask for one conversation."
-    full, spans = assistant_spans(tok, messages)
+def encode_chat(tok, messages, max_length=None, last_turn_only=False):
+    "Token ids, labels (assistant turns only, or only the last one; end-of-turn included) and attention mask for one conversation."
+    full, spans = assistant_spans(tok, messages, last_turn_only)
     enc = tok(full, add_special_tokens=False, return_offsets_mapping=True, truncation=max_length is not None, max_length=max_length)
     labels = [t if any(s <= a and b <= e and a < b for s, e in spans) else -100 for t, (a, b) in zip(enc["input_ids"], enc["offset_mapping"])]
     return dict(input_ids=enc["input_ids"], labels=labels, attention_mask=[1]*len(labels))
@@ -229,7 +254,9 @@ ISSUES = {  # code -> (severity, what it means, how to fix it)
     "no_generation_prompt": ("error", "模板的 add_generation_prompt 不输出助手回合的开头：推理时模型会接着写用户消息；训练时角色头被当成了答案。", "给模板补上 `{% if add_generation_prompt %}…{% endif %}`。"),
     "system_role_unsupported": ("error", "模板不支持 system 角色（直接报错，或者悄悄丢掉了 system 内容）。", "把系统提示并入第一条用户消息，或换一个支持 system 的模板；训练与推理用同一种做法。"),
     "system_folded": ("warning", "模板把 system 提示折叠进了用户消息（不是独立的一段）；多轮对话里它的位置会随回合变化。", "知道这一点即可；多轮训练时确认每条样本的渲染与推理一致（见 template_not_prefix_preserving）。"),
-    "template_not_prefix_preserving": ("error", "渲染前 k 条消息得到的文本不是渲染全部消息的前缀，无法按位置定位助手回合（Mistral v3 把 system 折进“最后一条”用户消息就会这样）。", "改成前缀稳定的模板，或把多轮对话拆成单轮样本。"),
+    "template_not_prefix_preserving": ("error", "渲染前 k 条消息得到的文本不是渲染全部消息的前缀，无法按位置定位助手回合（Mistral v3 把 system 折进“最后一条”用户消息、Qwen3 只给最后一回合写 `<think>` 块，都会这样）。", "改成前缀稳定的模板；或用 `split_turns` 把多轮对话拆成每个助手回合一条，只训练最后一回合（`last_turn_only=True`）。"),
+    "thinking_not_closed": ("error", "助手回复里有 `<think>` 却没有配对的 `</think>`：模板找不到思考在哪里结束，整段（连同 `<think>`）都被当成答案训练，模型学会的是开了思考不收尾。", "补上 `</think>` 或删掉这条样本；思考和回答分开存时，思考放进消息的 `reasoning_content` 字段。"),
+    "thinking_in_history": ("warning", "多轮样本里，较早的助手回合带着思考（`<think>…</think>` 或 `reasoning_content`）。Qwen3 这类思考模型的模板会删掉历史回合的思考：按它渲染，这些思考从训练文本里悄悄消失；按保留思考的写法渲染，模型学的是推理时看不到的上下文。", "用 `split_turns` 拆成每个助手回合一条（每条以该回合结尾），只训练最后一回合（`last_turn_only=True`）：每一回合的思考都在它是最后一回合的那条样本里训练，和推理时一致。"),
     "role_order_invalid": ("error", "角色顺序不合法（应为可选的 system，然后 user/assistant 交替，以 assistant 结尾）。", "修正或丢弃这条样本。"),
     "template_mismatch": ("error", "训练时的 token 序列与另一处（保存的分词器、厂商参考编码器、Ollama Modelfile）不一致：训练一套、上线一套。", "以训练模板为准重新导出分词器 / Modelfile，或修正训练模板。"),
     "stop_token_mismatch": ("error", "服务端的停止 token 里没有训练时学会的回合结束符：模型说完了也停不下来。", "把回合结束符加进 generation_config.eos_token_id / Modelfile 的 PARAMETER stop。"),
@@ -292,6 +319,14 @@ def generation_header(tok):
     before, upto = _render(tok, [u], True), _render(tok, [u, a])
     return upto[len(before):upto.find(_A)] if upto.startswith(before) else None
 
+def thinking_prefill(tok):
+    "The empty think block a thinking template writes before a reply without reasoning, when it is also what `enable_thinking=False` pre-fills (Qwen3); else None."
+    u, hdr = {"role": "user", "content": _U}, generation_header(tok)
+    if not hdr or not hdr.strip(): return None
+    try: off = tok.apply_chat_template([u], tokenize=False, add_generation_prompt=True, enable_thinking=False)
+    except Exception: return None
+    return hdr if off == _render(tok, [u], True) + hdr else None
+
 # %% ../nbs/03a_templates.ipynb #91654187
 def _first_diff(a, b):
     return next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
@@ -304,16 +339,32 @@ def _diff_detail(tok, name, ours, theirs):
 def _token_id(tok, t):
     return t if isinstance(t, int) else tok.convert_tokens_to_ids(t)
 
-def _check_one(tok, msgs, i, facts, encode):
+def split_turns(messages):
+    "One conversation per assistant turn, each ending at that turn: train each with `last_turn_only=True`."
+    return [messages[:k+1] for k, m in enumerate(messages) if m["role"] == "assistant"]
+
+def _thinking_issues(msgs, i, last_turn_only):
+    "thinking_not_closed for an assistant turn that opens <think> and never closes it; thinking_in_history for reasoning in an earlier turn that is trained."
+    out, last_user = [], max((k for k, m in enumerate(msgs) if m["role"] == "user"), default=-1)
+    for k, m in enumerate(msgs):
+        if m["role"] != "assistant": continue
+        c = m.get("content") or ""
+        if "<think>" in c and "</think>" not in c.split("<think>")[-1]: out.append(_issue("thinking_not_closed", i, f"第 {k} 条消息：`<think>` 之后没有 `</think>`"))
+        if k < last_user and not last_turn_only and ("</think>" in c or m.get("reasoning_content")):
+            out.append(_issue("thinking_in_history", i, f"第 {k} 条消息（后面还有用户问题）带着思考"))
+    return out
+
+def _check_one(tok, msgs, i, facts, encode, last_turn_only=False):
     "Issues and trained-token fraction of one conversation."
     if probs := role_problems(msgs): return [_issue("role_order_invalid", i, "；".join(probs))], None, None
-    try: full, spans = assistant_spans(tok, msgs)
-    except ValueError as e: return [_issue("template_not_prefix_preserving", i, str(e))], None, None
+    thinking = _thinking_issues(msgs, i, last_turn_only)
+    try: full, spans = assistant_spans(tok, msgs, last_turn_only)
+    except ValueError as e: return thinking + [_issue("template_not_prefix_preserving", i, str(e))], None, None
     except Exception as e:  # the template itself raised (Gemma 2 on a system message, Mistral on roles that do not alternate)
         code = "system_role_unsupported" if "system" in str(e).lower() else "role_order_invalid"
         return [_issue(code, i, f"模板报错：{e}")], None, None
     enc = encode(tok, msgs); ids, labels = list(enc["input_ids"]), list(enc["labels"])
-    out, n_tr = [], sum(l != -100 for l in labels)
+    out, n_tr = thinking, sum(l != -100 for l in labels)
     if n_tr == 0: out.append(_issue("no_assistant_tokens", i))
     bos = tok.bos_token_id if facts is None or facts.bos else None
     if bos is not None and ids[:2] == [bos, bos]: out.append(_issue("double_bos", i, str(tok.convert_ids_to_tokens(ids[:3]))))
@@ -326,7 +377,7 @@ def _check_one(tok, msgs, i, facts, encode):
         outside = [m["content"] for m in msgs if m["role"] != "assistant" and len(m["content"]) >= 6 and m["content"] in trained]
     if outside: out.append(_issue("prompt_tokens_trained", i, f"{len(outside)} 个提示部分的 token/片段在计算损失"))
     eot = _token_id(tok, facts.eot if facts else end_of_turn_token(tok))
-    n_turns, n_eot = sum(m["role"] == "assistant" for m in msgs), sum(t == eot and l != -100 for t, l in zip(ids, labels))
+    n_turns, n_eot = 1 if last_turn_only else sum(m["role"] == "assistant" for m in msgs), sum(t == eot and l != -100 for t, l in zip(ids, labels))
     if n_tr and n_eot < n_turns:
         pad = "；注意 pad == 回合结束符" if tok.pad_token_id == eot else ""
         out.append(_issue("eos_not_trained", i, f"{n_eot}/{n_turns} 个 {tok.convert_ids_to_tokens(eot)} 进入了标签{pad}"))
@@ -522,7 +573,7 @@ def _template_level(tok, convs, facts, mf, stop_tokens):
         if beh in ("raises", "dropped"): out.append(_issue("system_role_unsupported", k_sys, f"模板对 system 的处理：{beh}"))
         elif beh.startswith("folded"): out.append(_issue("system_folded", k_sys, f"模板对 system 的处理：{beh}"))
     hdr = generation_header(tok)
-    if hdr and hdr.strip(): out.append(_issue("no_generation_prompt", 0, f"助手回合的开头 {hdr!r} 不在 add_generation_prompt 的输出里"))
+    if hdr and hdr.strip() and thinking_prefill(tok) is None: out.append(_issue("no_generation_prompt", 0, f"助手回合的开头 {hdr!r} 不在 add_generation_prompt 的输出里"))
     if stop_tokens is not None: out.append(_stop_issue(tok, eot, stop_tokens, "服务端", 0))
     if mf: out.append(_stop_issue(tok, eot, mf["stop"], "Modelfile", 0))
     return [i for i in out if i]
@@ -537,10 +588,12 @@ def check_chat_template(tok,                 # tokenizer (or its directory) whos
                         encode=encode_chat,  # how the trainer encodes one conversation (ids + labels)
                         name=None,           # report title; default the tokenizer's path
                         max_examples=None,   # check only the first n conversations
+                        last_turn_only=False,# the trainer trains only each conversation's last assistant turn (see split_turns)
                        ) -> TemplateReport:
     "Check a tokenizer's chat template and the trainer's labels on `conversations`, and diff token ids against other renderings."
     facts = TEMPLATE_FACTS[facts] if isinstance(facts, str) else facts  # TemplateFacts or registry key: BOS / end-of-turn expectations
     convs = [c["messages"] if isinstance(c, dict) else c for c in conversations][:max_examples]
+    if last_turn_only and encode is encode_chat: encode = partial(encode_chat, last_turn_only=True)
     others = {}
     if reference is not None: others[f"参考编码器 {reference}" if isinstance(reference, str) else "参考编码器"] = vendor_encoder(reference) if isinstance(reference, str) else reference
     if saved is not None:
@@ -549,7 +602,7 @@ def check_chat_template(tok,                 # tokenizer (or its directory) whos
     rep = TemplateReport(name or short_path(getattr(tok, "name_or_path", None)) or type(tok).__name__, len(convs), parity=list(others) + ["Modelfile"]*bool(mf))
     rep.issues += _template_level(tok, convs, facts, mf, stop_tokens)
     for k, msgs in enumerate(convs):
-        issues, frac, ids = _check_one(tok, msgs, k, facts, encode)
+        issues, frac, ids = _check_one(tok, msgs, k, facts, encode, last_turn_only)
         rep.issues += issues; rep.fractions.append(frac)
         if ids is None: continue
         for nm, f in others.items():

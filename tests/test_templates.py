@@ -5,11 +5,12 @@ from playbook_lib.models import load_tokenizer
 from playbook_lib.tickets import load_split
 from playbook_lib.train import encode_chat
 from playbook_lib.templates import (ISSUES, check_chat_template, family_tokenizer, loss_mask_view, parse_modelfile, render_go_template,
-                                    render_modelfile, vendor_encoder)
+                                    render_modelfile, split_turns, thinking_prefill, vendor_encoder)
 
 CONVS = [r["messages"] for r in load_split("train", n=30)]
 MULTI = [{"role": "system", "content": "SYS"}, {"role": "user", "content": "第一问"}, {"role": "assistant", "content": "答一"},
          {"role": "user", "content": "第二问 again"}, {"role": "assistant", "content": "答二"}]
+THINK = [dict(m, content=f"<think>\n想法{k}\n</think>\n\n{m['content']}") if m["role"] == "assistant" else m for k, m in enumerate(MULTI)]
 
 @pytest.fixture(scope="module")
 def smol(): return load_tokenizer("cpu")
@@ -44,7 +45,7 @@ def test_clean_data_has_no_issues(smol):
     assert all(0.2 < f < 0.5 for f in rep.fractions)
 
 def test_every_issue_code_is_detected(smol):
-    llama, found = family_tokenizer("llama3"), set()
+    llama, qwen3, found = family_tokenizer("llama3"), family_tokenizer("qwen3"), set()
     no_gen = copy.deepcopy(smol); no_gen.chat_template = smol.chat_template.replace("{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}", "")
     edited = copy.deepcopy(smol); edited.chat_template = smol.chat_template.replace("'\n'}}{% endfor %}", "'\n\n'}}{% endfor %}")
     cases = {
@@ -60,6 +61,8 @@ def test_every_issue_code_is_detected(smol):
         "role_order_invalid": check_chat_template(smol, [[CONVS[0][0], CONVS[0][2], CONVS[0][1]]]),
         "template_mismatch": check_chat_template(smol, CONVS[:2], saved=edited),
         "stop_token_mismatch": check_chat_template(smol, CONVS[:2], stop_tokens=["<|endoftext|>"]),
+        "thinking_not_closed": check_chat_template(qwen3, [MULTI[:2] + [{"role": "assistant", "content": "<think>\n想了一半就作答"}]], facts="qwen3"),
+        "thinking_in_history": check_chat_template(qwen3, [THINK], facts="qwen3"),
     }
     for code, rep in cases.items():
         assert code in rep.codes(), (code, rep.codes())
@@ -140,3 +143,29 @@ def test_every_family_in_the_facts_table_stops_and_its_tokens_are_flagged_in_dat
         assert tok.convert_tokens_to_ids(eot) in end_of_turn_ids(tok), f"{fam}: {eot} is not a stop id"
         if eot != tok.eos_token: checked.append(fam)
     assert {"gemma2", "gemma3", "phi3"} <= set(checked), checked   # families whose end of turn is not the eos (the book's llama3 template sets eos to eot)
+
+
+def test_qwen3_thinking_template_and_its_traps():
+    """Issue 25: Qwen3's hybrid-thinking format. Its added tokens sit at Qwen3's ids; reasoning survives only after the last
+    user message; a reply without reasoning gets an empty think block, which is also what enable_thinking=False pre-fills
+    (so it is not a missing generation prompt); multi-turn data is not prefix-preserving until it is split per turn and
+    only each last turn is trained, and then every turn trains on its own reasoning, as inference renders it."""
+    q3, q25 = family_tokenizer("qwen3"), family_tokenizer("qwen2.5")
+    assert [q3.convert_tokens_to_ids(t) for t in ("<tool_call>", "<tool_response>", "</tool_response>", "<think>", "</think>")] == [151657, 151665, 151666, 151667, 151668]
+    text = CONVS[0][-1]["content"] + " 订单E202611021234"
+    assert q3(text, add_special_tokens=False)["input_ids"] == q25(text, add_special_tokens=False)["input_ids"]   # one BPE vocabulary
+    full = q3.apply_chat_template(THINK, tokenize=False)
+    assert "想法2" not in full and "想法4" in full and full.count("<think>") == 1          # history reasoning removed
+    assert not full.startswith("<|im_start|>system\nYou are")                             # no default system, unlike Qwen2.5
+    plain = q3.apply_chat_template(MULTI[1:3], tokenize=False)
+    assert plain.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n答一<|im_end|>\n")
+    assert thinking_prefill(q3) == "<think>\n\n</think>\n\n" and thinking_prefill(family_tokenizer("qwen2.5")) is None
+    assert check_chat_template(q3, CONVS[:3], facts="qwen3", stop_tokens=["<|im_end|>"]).ok   # single-turn tickets: clean
+    assert "template_not_prefix_preserving" in check_chat_template(q3, [MULTI], facts="qwen3").codes()   # even without reasoning
+    rep = check_chat_template(q3, split_turns(THINK), facts="qwen3", last_turn_only=True)
+    assert rep.ok and not rep.issues, rep.codes()
+    for k, conv in enumerate(split_turns(THINK)):
+        ex = encode_chat(q3, conv, last_turn_only=True)
+        trained = q3.decode([t for t, l in zip(ex["input_ids"], ex["labels"]) if l != -100])
+        own = 2 if k == 0 else 4
+        assert trained == f"<think>\n想法{own}\n</think>\n\n{conv[-1]['content'].split(chr(10))[-1]}<|im_end|>", trained
