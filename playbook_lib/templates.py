@@ -17,9 +17,9 @@ from .models import cache_root, load_tokenizer
 # %% auto #0
 __all__ = ['CHAT_TEMPLATES', 'REFERENCE_PACKAGES', 'REFERENCE_INSTALL', 'ISSUES', 'ROLES', 'facts_table', 'family_tokenizer',
            'assistant_spans', 'encode_chat', 'vendor_encoder', 'vendor_text', 'TemplateIssue', 'role_problems',
-           'system_behaviour', 'end_of_turn_token', 'generation_header', 'thinking_prefill', 'split_turns',
-           'render_go_template', 'template_parts', 'render_modelfile', 'parse_modelfile', 'TemplateReport',
-           'check_chat_template', 'LossMaskView', 'loss_mask_view', 'TemplateFacts', 'TEMPLATE_FACTS',
+           'system_behaviour', 'end_of_turn_token', 'generation_header', 'dated_prompt', 'thinking_prefill',
+           'split_turns', 'render_go_template', 'template_parts', 'render_modelfile', 'parse_modelfile',
+           'TemplateReport', 'check_chat_template', 'LossMaskView', 'loss_mask_view', 'TemplateFacts', 'TEMPLATE_FACTS',
            'TEMPLATE_FACTS_CHECKED']
 
 # %% ../nbs/03a_templates.ipynb #615050a8
@@ -38,6 +38,12 @@ def facts_table(families=None):
     return "\n".join(rows)
 
 # %% ../nbs/03a_templates.ipynb #f165a6c8
+_LLAMA31_BODY = ("{%- if messages[0]['role'] == 'system' %}{%- set sys = messages[0]['content'] | trim %}{%- set msgs = messages[1:] %}"
+                 "{%- else %}{%- set sys = '' %}{%- set msgs = messages %}{%- endif %}"
+                 "{{- '<|start_header_id|>system<|end_header_id|>\\n\\nCutting Knowledge Date: December 2023\\nToday Date: ' + date_string + '\\n\\n' + sys + '<|eot_id|>' }}"
+                 "{%- for m in msgs %}{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>' }}{%- endfor %}"
+                 "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}")
+
 CHAT_TEMPLATES = {  # Jinja chat templates written for this book from the facts above (no tools, text only)
     "llama3": ("{{- bos_token }}{%- for m in messages %}{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>' }}"
                "{%- endfor %}{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"),
@@ -65,6 +71,10 @@ CHAT_TEMPLATES = {  # Jinja chat templates written for this book from the facts 
                "{%- endfor %}{%- if add_generation_prompt %}{{- '<start_of_turn>model\\n' }}{%- endif %}"),
     "phi3": ("{{- bos_token }}{%- for m in messages %}{{- '<|' + m['role'] + '|>\\n' + m['content'] + '<|end|>\\n' }}{%- endfor %}"
              "{%- if add_generation_prompt %}{{- '<|assistant|>\\n' }}{%- endif %}"),
+    # Llama 3.1+/3.3 and 3.2 on Hugging Face: a system block with a knowledge cutoff and a date, always; 3.2's date is the day of rendering
+    "llama3.1": ("{{- bos_token }}{%- if date_string is not defined %}{%- set date_string = '26 Jul 2024' %}{%- endif %}" + _LLAMA31_BODY),
+    "llama3.2": ("{{- bos_token }}{%- if date_string is not defined %}{%- set date_string = strftime_now('%d %b %Y') if strftime_now is defined else '26 Jul 2024' %}{%- endif %}"
+                 + _LLAMA31_BODY),
     # Qwen3 (hybrid thinking): reasoning survives only in assistant turns after the last user message; the last turn always
     # carries a think block (empty without reasoning); enable_thinking=false pre-fills an empty one in the generation prompt
     "qwen3": ("{%- set ns = namespace(last_user=-1) %}{%- for m in messages %}{%- if m['role'] == 'user' %}{%- set ns.last_user = loop.index0 %}{%- endif %}{%- endfor %}"
@@ -142,7 +152,7 @@ def _build_standin(family):
     tok.add_special_tokens({"bos_token": f.bos, "eos_token": f.eos, "pad_token": f.eos, "additional_special_tokens": extra})
     return tok
 
-_BUILDERS = {"llama3": _build_llama3, "qwen2.5": _build_qwen, "qwen3": _build_qwen3, "mistral-v3": _build_mistral,
+_BUILDERS = {"llama3": _build_llama3, "llama3.1": _build_llama3, "llama3.2": _build_llama3, "qwen2.5": _build_qwen, "qwen3": _build_qwen3, "mistral-v3": _build_mistral,
              "gemma2": lambda: _build_standin("gemma2"), "gemma3": lambda: _build_standin("gemma3"), "phi3": lambda: _build_standin("phi3")}
 
 def family_tokenizer(family, cache=True):
@@ -255,6 +265,7 @@ ISSUES = {  # code -> (severity, what it means, how to fix it)
     "system_role_unsupported": ("error", "模板不支持 system 角色（直接报错，或者悄悄丢掉了 system 内容）。", "把系统提示并入第一条用户消息，或换一个支持 system 的模板；训练与推理用同一种做法。"),
     "system_folded": ("warning", "模板把 system 提示折叠进了用户消息（不是独立的一段）；多轮对话里它的位置会随回合变化。", "知道这一点即可；多轮训练时确认每条样本的渲染与推理一致（见 template_not_prefix_preserving）。"),
     "template_not_prefix_preserving": ("error", "渲染前 k 条消息得到的文本不是渲染全部消息的前缀，无法按位置定位助手回合（Mistral v3 把 system 折进“最后一条”用户消息、Qwen3 只给最后一回合写 `<think>` 块，都会这样）。", "改成前缀稳定的模板；或用 `split_turns` 把多轮对话拆成每个助手回合一条，只训练最后一回合（`last_turn_only=True`）。"),
+    "date_in_prompt": ("warning", "模板把**渲染当天的日期**写进每条提示（Llama 3.2 的 `Today Date`）：同一条数据今天和明天渲染出的 token 不一样，训练时的日期和上线后的日期也不一样。", "训练和服务都传同一个固定的 `date_string`（例如 `apply_chat_template(..., date_string=\"26 Jul 2024\")`），或者有意让模型见到多个日期，但要知道这一点。"),
     "thinking_not_closed": ("error", "助手回复里有 `<think>` 却没有配对的 `</think>`：模板找不到思考在哪里结束，整段（连同 `<think>`）都被当成答案训练，模型学会的是开了思考不收尾。", "补上 `</think>` 或删掉这条样本；思考和回答分开存时，思考放进消息的 `reasoning_content` 字段。"),
     "thinking_in_history": ("warning", "多轮样本里，较早的助手回合带着思考（`<think>…</think>` 或 `reasoning_content`）。Qwen3 这类思考模型的模板会删掉历史回合的思考：按它渲染，这些思考从训练文本里悄悄消失；按保留思考的写法渲染，模型学的是推理时看不到的上下文。", "用 `split_turns` 拆成每个助手回合一条（每条以该回合结尾），只训练最后一回合（`last_turn_only=True`）：每一回合的思考都在它是最后一回合的那条样本里训练，和推理时一致。"),
     "role_order_invalid": ("error", "角色顺序不合法（应为可选的 system，然后 user/assistant 交替，以 assistant 结尾）。", "修正或丢弃这条样本。"),
@@ -318,6 +329,14 @@ def generation_header(tok):
     u, a = {"role": "user", "content": _U}, {"role": "assistant", "content": _A}
     before, upto = _render(tok, [u], True), _render(tok, [u, a])
     return upto[len(before):upto.find(_A)] if upto.startswith(before) else None
+
+def dated_prompt(tok):
+    "Today's date as the template writes it into a prompt by itself (Llama 3.2's `strftime_now`), else None."
+    import datetime
+    today = datetime.date.today()
+    try: text = _render(tok, [{"role": "user", "content": _U}], True)
+    except Exception: return None
+    return next((d for d in (today.strftime("%d %b %Y"), today.strftime("%d %B %Y"), today.isoformat()) if d in text), None)
 
 def thinking_prefill(tok):
     "The empty think block a thinking template writes before a reply without reasoning, when it is also what `enable_thinking=False` pre-fills (Qwen3); else None."
@@ -573,6 +592,7 @@ def _template_level(tok, convs, facts, mf, stop_tokens):
         if beh in ("raises", "dropped"): out.append(_issue("system_role_unsupported", k_sys, f"模板对 system 的处理：{beh}"))
         elif beh.startswith("folded"): out.append(_issue("system_folded", k_sys, f"模板对 system 的处理：{beh}"))
     hdr = generation_header(tok)
+    if (day := dated_prompt(tok)): out.append(_issue("date_in_prompt", 0, f"渲染结果里有今天的日期 {day!r}"))
     if hdr and hdr.strip() and thinking_prefill(tok) is None: out.append(_issue("no_generation_prompt", 0, f"助手回合的开头 {hdr!r} 不在 add_generation_prompt 的输出里"))
     if stop_tokens is not None: out.append(_stop_issue(tok, eot, stop_tokens, "服务端", 0))
     if mf: out.append(_stop_issue(tok, eot, mf["stop"], "Modelfile", 0))

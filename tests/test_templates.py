@@ -63,6 +63,7 @@ def test_every_issue_code_is_detected(smol):
         "stop_token_mismatch": check_chat_template(smol, CONVS[:2], stop_tokens=["<|endoftext|>"]),
         "thinking_not_closed": check_chat_template(qwen3, [MULTI[:2] + [{"role": "assistant", "content": "<think>\n想了一半就作答"}]], facts="qwen3"),
         "thinking_in_history": check_chat_template(qwen3, [THINK], facts="qwen3"),
+        "date_in_prompt": check_chat_template(family_tokenizer("llama3.2"), CONVS[:2], facts="llama3.2"),
     }
     for code, rep in cases.items():
         assert code in rep.codes(), (code, rep.codes())
@@ -169,3 +170,20 @@ def test_qwen3_thinking_template_and_its_traps():
         trained = q3.decode([t for t, l in zip(ex["input_ids"], ex["labels"]) if l != -100])
         own = 2 if k == 0 else 4
         assert trained == f"<think>\n想法{own}\n</think>\n\n{conv[-1]['content'].split(chr(10))[-1]}<|im_end|>", trained
+
+
+def test_llama_3_1_and_3_2_always_write_a_dated_system_block():
+    """Issue 25: Hugging Face's Llama 3.1+/3.3 template writes 'Cutting Knowledge Date' and 'Today Date' into a system block
+    even without a system message (3.0's and Meta's reference format do not); 3.2's date is the day of rendering."""
+    import datetime
+    l30, l31, l32 = (family_tokenizer(f) for f in ("llama3", "llama3.1", "llama3.2"))
+    conv = CONVS[0][1:]                                                       # no system message
+    r31, r32 = (t.apply_chat_template(conv, tokenize=False) for t in (l31, l32))
+    head = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: "
+    assert r31.startswith(head + "26 Jul 2024\n\n<|eot_id|>") and r32.startswith(head + datetime.date.today().strftime("%d %b %Y"))
+    assert "Cutting Knowledge" not in l30.apply_chat_template(conv, tokenize=False)
+    assert l32.apply_chat_template(conv, tokenize=False, date_string="26 Jul 2024") == r31   # a fixed date_string: 3.2 renders like 3.1
+    assert check_chat_template(l31, CONVS[:3], facts="llama3.1", stop_tokens=["<|eot_id|>"]).ok
+    assert check_chat_template(l32, CONVS[:3], facts="llama3.2").codes() == {"date_in_prompt"}
+    assert check_chat_template(l30, CONVS[:3], facts="llama3", saved=l31).codes() == {"template_mismatch"}     # trained on 3.0's format
+    assert check_chat_template(l31, CONVS[:3], facts="llama3.1", reference="llama3").codes() == {"template_mismatch"}  # Meta's reference
