@@ -42,7 +42,7 @@ def _join(*parts): return "\n\n".join(p for p in parts if p)
 def to_messages(rec, system=None):
     "Normalise an alpaca / sharegpt / OpenAI messages / dolly record to a list of {role, content} messages."
     fmt = detect_format(rec)
-    if fmt == "messages": msgs = [dict(role=m.get("role"), content=m.get("content")) for m in rec["messages"]]
+    if fmt == "messages": msgs = [dict(m, role=m.get("role"), content=m.get("content")) for m in rec["messages"]]   # tool_calls, names… kept
     elif fmt == "sharegpt": msgs = [dict(role=SHAREGPT_ROLES.get(m.get("from"), m.get("from")), content=m.get("value")) for m in rec["conversations"]]
     elif fmt == "alpaca": msgs = [dict(role="user", content=_join(rec["instruction"], rec.get("input"))), dict(role="assistant", content=rec["output"])]
     elif fmt == "dolly": msgs = [dict(role="user", content=_join(rec["instruction"], rec.get("context"))), dict(role="assistant", content=rec["response"])]
@@ -99,7 +99,8 @@ def read_examples(path, strict=False, system=None):
             except json.JSONDecodeError as e: bad(n, "malformed_json", f"不是合法的 JSON（{e.msg}，第 {e.colno} 列）", "dropped", text); continue
             try: msgs = to_messages(rec, system)
             except (ValueError, TypeError, KeyError, AttributeError) as e: bad(n, "missing_fields", str(e), "dropped", text); continue
-            examples.append(dict(id=str(rec.get("id", f"{path.name}:{n}")), messages=msgs, src=f"{path.name}:{n}", format=detect_format(rec)))
+            examples.append(dict(id=str(rec.get("id", f"{path.name}:{n}")), messages=msgs, src=f"{path.name}:{n}", format=detect_format(rec),
+                                 **({"tools": rec["tools"]} if rec.get("tools") else {})))   # the function schemas of a tool-calling record
     return examples, problems
 
 # %% ../nbs/03_data.ipynb #7ed07314
@@ -276,7 +277,7 @@ def as_examples(data):
     out = []
     for k, d in enumerate(data):
         if isinstance(d, dict) and "src" in d and "messages" in d: out.append(d)
-        elif isinstance(d, dict): out.append(dict(id=str(d.get("id", k)), messages=to_messages(d), src=str(d.get("id", k))))
+        elif isinstance(d, dict): out.append(dict(id=str(d.get("id", k)), messages=to_messages(d), src=str(d.get("id", k)), **({"tools": d["tools"]} if d.get("tools") else {})))
         else: out.append(dict(id=str(k), messages=list(d), src=str(k)))
     return out
 
@@ -288,6 +289,8 @@ def validate_messages(msgs, special=SPECIAL_LITERALS):
     out = []
     for k, m in enumerate(msgs):
         c = m.get("content") if isinstance(m, dict) else None
+        if isinstance(m, dict) and m.get("role") == "assistant" and m.get("tool_calls") and not (c or "").strip(): continue   # a call needs no text
+        if isinstance(m, dict) and m.get("role") == "tool" and isinstance(c, (dict, list)): continue                          # a structured tool result
         if not isinstance(m, dict) or not isinstance(c, str): out.append(("invalid_message", f"第 {k} 条消息不是 {{role, content: str}}"))
         elif not c.strip(): out.append(("empty_content", f"第 {k} 条（{m.get('role')}）内容为空"))
         elif hit := next((t for t in special if t in c), None): out.append(("special_token_in_content", f"第 {k} 条（{m.get('role')}）含字面量 {hit}"))
@@ -508,7 +511,7 @@ def clean(data, report, out=None, rejects=None,
                          f"先看报告，确认这些行真的该删；确实要删就放宽上限：clean(..., max_drop={min(1.0, round(lost/total + 0.05, 2))})（命令行 --max-drop）")
     rej += [dict(src=f"{Path(p.file).name}:{p.line}", id=None, reasons=[dict(code=p.code, detail=p.message, action=p.action)], raw=mask_pii(p.raw))
             for p in report.input_problems]
-    if out: write_jsonl(out, [dict(id=e["id"], messages=e["messages"]) for e in kept])
+    if out: write_jsonl(out, [dict(id=e["id"], messages=e["messages"], **({"tools": e["tools"]} if e.get("tools") else {})) for e in kept])
     if rejects: write_jsonl(rejects, rej)
     return CleanResult(kept, rej, repaired, str(out) if out else None, str(rejects) if rejects else None, dict(warned.most_common()))
 
@@ -692,7 +695,7 @@ def cli_check_data(argv=None):
     rep = lint(exs, tokenizer=tok, schema=a.schema, others=others, name=short_path(path), input_problems=problems)
     res = clean(exs, rep, out=a.clean, rejects=a.rejects or path.with_suffix(".rejects.jsonl"), drop=a.drop, max_drop=a.max_drop)
     sample = exs[:a.max_examples]
-    trep = check_chat_template(tok, [e["messages"] for e in sample], facts=family, name=a.model,
+    trep = check_chat_template(tok, [dict(messages=e["messages"], tools=e.get("tools")) for e in sample], facts=family, name=a.model,
                                modelfile=Path(a.modelfile).read_text(encoding="utf-8") if a.modelfile else None)
     for i in trep.issues:
         if i.example is not None: i.detail = f"[{sample[i.example]['src']}] {i.detail}"

@@ -38,10 +38,23 @@ def facts_table(families=None):
     return "\n".join(rows)
 
 # %% ../nbs/03a_templates.ipynb #f165a6c8
-_LLAMA31_BODY = ("{%- if messages[0]['role'] == 'system' %}{%- set sys = messages[0]['content'] | trim %}{%- set msgs = messages[1:] %}"
+_LLAMA_TOOLS = ("{{- 'Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and its value}.' }}{{- 'Do not use variables.\\n\\n' }}"
+                "{%- for t in tools %}{{- t | tojson(indent=4) }}{{- '\\n\\n' }}{%- endfor %}")
+_LLAMA31_BODY = ("{%- if tools is not defined %}{%- set tools = none %}{%- endif %}{%- if tools_in_user_message is not defined %}{%- set tools_in_user_message = true %}{%- endif %}"
+                 "{%- if messages[0]['role'] == 'system' %}{%- set sys = messages[0]['content'] | trim %}{%- set msgs = messages[1:] %}"
                  "{%- else %}{%- set sys = '' %}{%- set msgs = messages %}{%- endif %}"
-                 "{{- '<|start_header_id|>system<|end_header_id|>\\n\\nCutting Knowledge Date: December 2023\\nToday Date: ' + date_string + '\\n\\n' + sys + '<|eot_id|>' }}"
-                 "{%- for m in msgs %}{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>' }}{%- endfor %}"
+                 "{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}{%- if tools is not none %}{{- 'Environment: ipython\\n' }}{%- endif %}"
+                 "{{- 'Cutting Knowledge Date: December 2023\\nToday Date: ' + date_string + '\\n\\n' }}"
+                 "{%- if tools is not none and not tools_in_user_message %}{{- 'You have access to the following functions. To call a function, please respond with JSON for a function call.' }}"
+                 + _LLAMA_TOOLS + "{%- endif %}{{- sys + '<|eot_id|>' }}"
+                 "{%- if tools is not none and tools_in_user_message %}{%- if msgs | length == 0 %}{{- raise_exception('Cannot put tools in the first user message when there is no first user message!') }}{%- endif %}"
+                 "{{- '<|start_header_id|>user<|end_header_id|>\\n\\nGiven the following functions, please respond with a JSON for a function call with its proper arguments that best answers the given prompt.\\n\\n' }}"
+                 + _LLAMA_TOOLS + "{{- msgs[0]['content'] | trim + '<|eot_id|>' }}{%- set msgs = msgs[1:] %}{%- endif %}"
+                 "{%- for m in msgs %}{%- if m['role'] in ('tool', 'ipython') %}{{- '<|start_header_id|>ipython<|end_header_id|>\\n\\n' }}"
+                 "{{- (m['content'] | tojson) if (m['content'] is mapping or m['content'] is iterable) else m['content'] }}{{- '<|eot_id|>' }}"
+                 "{%- elif 'tool_calls' in m %}{%- if m.tool_calls | length != 1 %}{{- raise_exception('This model only supports single tool-calls at once!') }}{%- endif %}"
+                 "{%- set f = m.tool_calls[0].function %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n{\"name\": \"' + f.name + '\", \"parameters\": ' + f.arguments | tojson + '}<|eot_id|>' }}"
+                 "{%- else %}{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>' }}{%- endif %}{%- endfor %}"
                  "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}")
 
 CHAT_TEMPLATES = {  # Jinja chat templates written for this book from the facts above (no tools, text only)
@@ -77,14 +90,25 @@ CHAT_TEMPLATES = {  # Jinja chat templates written for this book from the facts 
                  + _LLAMA31_BODY),
     # Qwen3 (hybrid thinking): reasoning survives only in assistant turns after the last user message; the last turn always
     # carries a think block (empty without reasoning); enable_thinking=false pre-fills an empty one in the generation prompt
-    "qwen3": ("{%- set ns = namespace(last_user=-1) %}{%- for m in messages %}{%- if m['role'] == 'user' %}{%- set ns.last_user = loop.index0 %}{%- endif %}{%- endfor %}"
-              "{%- for m in messages %}{%- if m['role'] != 'assistant' %}{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
-              "{%- else %}{%- set answer, thought = m['content'], m.get('reasoning_content') or '' %}"
+    "qwen3": ("{%- if tools %}{{- '<|im_start|>system\\n' }}{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] + '\\n\\n' }}{%- endif %}"
+              "{{- '# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>' }}"
+              "{%- for t in tools %}{{- '\\n' + t | tojson }}{%- endfor %}"
+              "{{- '\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\\n</tool_call><|im_end|>\\n' }}"
+              "{%- elif messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}{%- endif %}"
+              "{%- set ns = namespace(last_user=-1) %}{%- for m in messages %}{%- if m['role'] == 'user' %}{%- set ns.last_user = loop.index0 %}{%- endif %}{%- endfor %}"
+              "{%- for m in messages %}{%- if m['role'] == 'user' or (m['role'] == 'system' and not loop.first) %}{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+              "{%- elif m['role'] == 'assistant' %}{%- set answer, thought = m['content'] or '', m.get('reasoning_content') or '' %}"
               "{%- if '</think>' in answer %}{%- set thought = answer.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}"
               "{%- set answer = answer.split('</think>')[-1].lstrip('\\n') %}{%- endif %}"
               "{%- if loop.index0 > ns.last_user and (loop.last or thought) %}"
-              "{{- '<|im_start|>assistant\\n<think>\\n' + thought.strip('\\n') + '\\n</think>\\n\\n' + answer.lstrip('\\n') + '<|im_end|>\\n' }}"
-              "{%- else %}{{- '<|im_start|>assistant\\n' + answer + '<|im_end|>\\n' }}{%- endif %}{%- endif %}{%- endfor %}"
+              "{{- '<|im_start|>assistant\\n<think>\\n' + thought.strip('\\n') + '\\n</think>\\n\\n' + answer.lstrip('\\n') }}"
+              "{%- else %}{{- '<|im_start|>assistant\\n' + answer }}{%- endif %}"
+              "{%- for c in m.get('tool_calls') or [] %}{%- set f = c.function if c.function else c %}{%- if answer or not loop.first %}{{- '\\n' }}{%- endif %}"
+              "{{- '<tool_call>\\n{\"name\": \"' + f.name + '\", \"arguments\": ' + (f.arguments if f.arguments is string else f.arguments | tojson) + '}\\n</tool_call>' }}{%- endfor %}"
+              "{{- '<|im_end|>\\n' }}"
+              "{%- elif m['role'] == 'tool' %}{%- if loop.first or messages[loop.index0 - 1]['role'] != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}"
+              "{{- '\\n<tool_response>\\n' + m['content'] + '\\n</tool_response>' }}"
+              "{%- if loop.last or messages[loop.index0 + 1]['role'] != 'tool' %}{{- '<|im_end|>\\n' }}{%- endif %}{%- endif %}{%- endfor %}"
               "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- if enable_thinking is defined and enable_thinking is false %}"
               "{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}"),
 }
@@ -161,8 +185,9 @@ def family_tokenizer(family, cache=True):
     if family == "smollm2":
         return load_tokenizer("cpu")
     d = cache_root()/"tokenizers"/family
-    if cache and (d/"tokenizer.json").exists():
-        return AutoTokenizer.from_pretrained(d)
+    if cache and (d/"tokenizer.json").exists():   # the cache holds the vocabulary; the template is this library version's
+        tok = AutoTokenizer.from_pretrained(d); tok.chat_template = CHAT_TEMPLATES[family]
+        return tok
     if family not in _BUILDERS: raise ValueError(f"未知模板家族 {family!r}；可选：smollm2, {', '.join(_BUILDERS)}")
     try: tok = _BUILDERS[family]()
     except ModuleNotFoundError as e:   # the vendors' packages are not dependencies of the library: say which, and how to install
@@ -176,24 +201,25 @@ def family_tokenizer(family, cache=True):
     return tok
 
 # %% ../nbs/03a_templates.ipynb #a5952898
-def _render(tok, messages, gen=False):
-    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
+def _render(tok, messages, gen=False, tools=None):
+    return tok.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=gen)
 
-def assistant_spans(tok, messages, last_turn_only=False):
+def assistant_spans(tok, messages, last_turn_only=False, tools=None):
     "Character spans (start, end) of every assistant turn (or only the last) in the rendered conversation, end-of-turn token included."
-    full, spans = _render(tok, messages), []
+    full, spans = _render(tok, messages, tools=tools), []
     turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
     for i in turns[-1:] if last_turn_only else turns:
-        before, upto = _render(tok, messages[:i], True), _render(tok, messages[:i+1])
+        before, upto = _render(tok, messages[:i], True, tools), _render(tok, messages[:i+1], tools=tools)
         if not (full.startswith(upto) and upto.startswith(before)):
             raise ValueError(f"chat template is not prefix-preserving at message {i}: cannot locate the assistant turn "
                              "(see chapter 3, template_not_prefix_preserving)")
         spans.append((len(before), len(upto.rstrip())))
     return full, spans
 
-def encode_chat(tok, messages, max_length=None, last_turn_only=False):
-    "Token ids, labels (assistant turns only, or only the last one; end-of-turn included) and attention mask for one conversation."
-    full, spans = assistant_spans(tok, messages, last_turn_only)
+def encode_chat(tok, messages, max_length=None, last_turn_only=False, tools=None):
+    """Token ids, labels (assistant turns only, or only the last one; end-of-turn included) and attention mask for one conversation.
+    `tools`: the function schemas the conversation was held with (OpenAI format), rendered by the template as the model expects."""
+    full, spans = assistant_spans(tok, messages, last_turn_only, tools)
     enc = tok(full, add_special_tokens=False, return_offsets_mapping=True, truncation=max_length is not None, max_length=max_length)
     labels = [t if any(s <= a and b <= e and a < b for s, e in spans) else -100 for t, (a, b) in zip(enc["input_ids"], enc["offset_mapping"])]
     return dict(input_ids=enc["input_ids"], labels=labels, attention_mask=[1]*len(labels))
@@ -265,6 +291,8 @@ ISSUES = {  # code -> (severity, what it means, how to fix it)
     "system_role_unsupported": ("error", "模板不支持 system 角色（直接报错，或者悄悄丢掉了 system 内容）。", "把系统提示并入第一条用户消息，或换一个支持 system 的模板；训练与推理用同一种做法。"),
     "system_folded": ("warning", "模板把 system 提示折叠进了用户消息（不是独立的一段）；多轮对话里它的位置会随回合变化。", "知道这一点即可；多轮训练时确认每条样本的渲染与推理一致（见 template_not_prefix_preserving）。"),
     "template_not_prefix_preserving": ("error", "渲染前 k 条消息得到的文本不是渲染全部消息的前缀，无法按位置定位助手回合（Mistral v3 把 system 折进“最后一条”用户消息、Qwen3 只给最后一回合写 `<think>` 块，都会这样）。", "改成前缀稳定的模板；或用 `split_turns` 把多轮对话拆成每个助手回合一条，只训练最后一回合（`last_turn_only=True`）。"),
+    "tool_call_not_trained": ("error", "助手发起工具调用的回合没有进入标签（常见原因：只训练最后一条助手消息）：模型学到了最后怎么回答，没学会什么时候、用什么参数调用工具。", "每个助手回合都训练，包括只含 `tool_calls` 的回合（encode_chat 就是这样做的）；或用 `split_turns` 拆开后各自训练最后一回合。"),
+    "tool_result_trained": ("error", "工具返回的结果（`tool` 消息）在计算损失：模型在学着“编造”工具的输出，而不是读它。", "只对助手回合计算损失；工具结果和用户消息一样屏蔽。"),
     "date_in_prompt": ("warning", "模板把**渲染当天的日期**写进每条提示（Llama 3.2 的 `Today Date`）：同一条数据今天和明天渲染出的 token 不一样，训练时的日期和上线后的日期也不一样。", "训练和服务都传同一个固定的 `date_string`（例如 `apply_chat_template(..., date_string=\"26 Jul 2024\")`），或者有意让模型见到多个日期，但要知道这一点。"),
     "thinking_not_closed": ("error", "助手回复里有 `<think>` 却没有配对的 `</think>`：模板找不到思考在哪里结束，整段（连同 `<think>`）都被当成答案训练，模型学会的是开了思考不收尾。", "补上 `</think>` 或删掉这条样本；思考和回答分开存时，思考放进消息的 `reasoning_content` 字段。"),
     "thinking_in_history": ("warning", "多轮样本里，较早的助手回合带着思考（`<think>…</think>` 或 `reasoning_content`）。Qwen3 这类思考模型的模板会删掉历史回合的思考：按它渲染，这些思考从训练文本里悄悄消失；按保留思考的写法渲染，模型学的是推理时看不到的上下文。", "用 `split_turns` 拆成每个助手回合一条（每条以该回合结尾），只训练最后一回合（`last_turn_only=True`）：每一回合的思考都在它是最后一回合的那条样本里训练，和推理时一致。"),
@@ -290,16 +318,23 @@ def _issue(code, example=None, detail=""):
 # %% ../nbs/03a_templates.ipynb #7e0f6314
 ROLES = ("system", "user", "assistant")
 
+def _role(m):
+    "A message's role, with an assistant that calls tools told apart."
+    return "assistant+tools" if m.get("role") == "assistant" and m.get("tool_calls") else m.get("role")
+
+_NEXT = {"user": {"assistant", "assistant+tools"}, "assistant": {"user"}, "assistant+tools": {"tool"}, "tool": {"tool", "assistant", "assistant+tools"}}
+
 def role_problems(messages):
-    "Why the role sequence of `messages` is invalid for training (an empty list: it is valid)."
+    """Why the role sequence of `messages` is invalid for training (an empty list: it is valid). Tool calling: an assistant
+    message with `tool_calls` is followed by its `tool` results (one message per call), then the assistant goes on."""
     roles = [m.get("role") for m in messages]
     if not roles: return ["没有消息"]
-    out = [f"未知角色 {r!r}" for r in dict.fromkeys(roles) if r not in ROLES]
+    out = [f"未知角色 {r!r}" for r in dict.fromkeys(roles) if r not in ROLES + ("tool",)]
     if "system" in roles[1:]: out.append("system 只能是第一条")
-    turns = [r for r in roles if r != "system"]
+    turns = [_role(m) for m in messages if m.get("role") != "system"]
     if not turns or turns[0] != "user": out.append("第一条非 system 消息必须是 user")
-    if any(a == b for a, b in zip(turns, turns[1:])): out.append("user / assistant 没有交替")
-    if turns and turns[-1] != "assistant": out.append("最后一条不是 assistant（没有要学的回答）")
+    if any(b not in _NEXT.get(a, ()) for a, b in zip(turns, turns[1:]) if a in _NEXT): out.append("user / assistant 没有交替")
+    if turns and turns[-1] not in ("assistant", "assistant+tools"): out.append("最后一条不是 assistant（没有要学的回答）")
     return out
 
 # %% ../nbs/03a_templates.ipynb #088c2ebd
@@ -373,17 +408,28 @@ def _thinking_issues(msgs, i, last_turn_only):
             out.append(_issue("thinking_in_history", i, f"第 {k} 条消息（后面还有用户问题）带着思考"))
     return out
 
-def _check_one(tok, msgs, i, facts, encode, last_turn_only=False):
+def _tool_issues(tok, msgs, i, ids, labels, last_turn_only):
+    "tool_call_not_trained for a tool-calling assistant turn outside the labels; tool_result_trained for a tool result inside them."
+    trained, out = tok.decode([t for t, l in zip(ids, labels) if l != -100]), []
+    calls = [m for m in (msgs[-1:] if last_turn_only else msgs) if m.get("role") == "assistant" and m.get("tool_calls")]
+    missing = [f["name"] for m in calls for c in m["tool_calls"] if (f := c.get("function", c)) and f["name"] not in trained]
+    if missing: out.append(_issue("tool_call_not_trained", i, f"没进标签的调用：{', '.join(missing)}"))
+    shown = lambda c: [c, json.dumps(c, ensure_ascii=False)[1:-1]] if isinstance(c, str) else [json.dumps(c, ensure_ascii=False)]   # as given, or JSON-encoded (Llama 3.1+)
+    leaked = [m for m in msgs if m.get("role") == "tool" and len(str(m.get("content"))) >= 6 and any(s in trained for s in shown(m["content"]))]
+    if leaked: out.append(_issue("tool_result_trained", i, f"{len(leaked)} 条工具结果在标签里"))
+    return out
+
+def _check_one(tok, msgs, i, facts, encode, last_turn_only=False, tools=None):
     "Issues and trained-token fraction of one conversation."
     if probs := role_problems(msgs): return [_issue("role_order_invalid", i, "；".join(probs))], None, None
     thinking = _thinking_issues(msgs, i, last_turn_only)
-    try: full, spans = assistant_spans(tok, msgs, last_turn_only)
+    try: full, spans = assistant_spans(tok, msgs, last_turn_only, tools)
     except ValueError as e: return thinking + [_issue("template_not_prefix_preserving", i, str(e))], None, None
     except Exception as e:  # the template itself raised (Gemma 2 on a system message, Mistral on roles that do not alternate)
         code = "system_role_unsupported" if "system" in str(e).lower() else "role_order_invalid"
         return [_issue(code, i, f"模板报错：{e}")], None, None
-    enc = encode(tok, msgs); ids, labels = list(enc["input_ids"]), list(enc["labels"])
-    out, n_tr = thinking, sum(l != -100 for l in labels)
+    enc = encode(tok, msgs, tools=tools) if tools else encode(tok, msgs); ids, labels = list(enc["input_ids"]), list(enc["labels"])
+    out, n_tr = thinking + _tool_issues(tok, msgs, i, ids, labels, last_turn_only), sum(l != -100 for l in labels)
     if n_tr == 0: out.append(_issue("no_assistant_tokens", i))
     bos = tok.bos_token_id if facts is None or facts.bos else None
     if bos is not None and ids[:2] == [bos, bos]: out.append(_issue("double_bos", i, str(tok.convert_ids_to_tokens(ids[:3]))))
@@ -393,7 +439,7 @@ def _check_one(tok, msgs, i, facts, encode, last_turn_only=False):
         outside = [k for k, (a, b) in enumerate(ref["offset_mapping"]) if labels[k] != -100 and not any(s <= a and b <= e for s, e in spans)]
     else:
         trained = tok.decode([t for t, l in zip(ids, labels) if l != -100])
-        outside = [m["content"] for m in msgs if m["role"] != "assistant" and len(m["content"]) >= 6 and m["content"] in trained]
+        outside = [m["content"] for m in msgs if m["role"] != "assistant" and isinstance(m["content"], str) and len(m["content"]) >= 6 and m["content"] in trained]
     if outside: out.append(_issue("prompt_tokens_trained", i, f"{len(outside)} 个提示部分的 token/片段在计算损失"))
     eot = _token_id(tok, facts.eot if facts else end_of_turn_token(tok))
     n_turns, n_eot = 1 if last_turn_only else sum(m["role"] == "assistant" for m in msgs), sum(t == eot and l != -100 for t, l in zip(ids, labels))
@@ -599,7 +645,7 @@ def _template_level(tok, convs, facts, mf, stop_tokens):
     return [i for i in out if i]
 
 def check_chat_template(tok,                 # tokenizer (or its directory) whose chat template the trainer renders with
-                        conversations,       # message lists, or records with "messages"
+                        conversations,       # message lists, or records with "messages" (and "tools" for tool calling)
                         facts=None,          # TemplateFacts or a TEMPLATE_FACTS key: expected BOS and end-of-turn
                         reference=None,      # vendor family ("llama3", "qwen2.5", "mistral-v3"...) or a messages -> ids function
                         saved=None,          # the tokenizer saved with the adapter: must tokenize identically
@@ -612,21 +658,22 @@ def check_chat_template(tok,                 # tokenizer (or its directory) whos
                        ) -> TemplateReport:
     "Check a tokenizer's chat template and the trainer's labels on `conversations`, and diff token ids against other renderings."
     facts = TEMPLATE_FACTS[facts] if isinstance(facts, str) else facts  # TemplateFacts or registry key: BOS / end-of-turn expectations
-    convs = [c["messages"] if isinstance(c, dict) else c for c in conversations][:max_examples]
+    recs = list(conversations)[:max_examples]
+    convs, tools_of = [c["messages"] if isinstance(c, dict) else c for c in recs], [c.get("tools") if isinstance(c, dict) else None for c in recs]
     if last_turn_only and encode is encode_chat: encode = partial(encode_chat, last_turn_only=True)
     others = {}
     if reference is not None: others[f"参考编码器 {reference}" if isinstance(reference, str) else "参考编码器"] = vendor_encoder(reference) if isinstance(reference, str) else reference
     if saved is not None:
-        st = _as_tokenizer(saved); others["保存的分词器"] = lambda m: encode(st, m)["input_ids"]
+        st = _as_tokenizer(saved); others["保存的分词器"] = lambda m, tools=None: (encode(st, m, tools=tools) if tools else encode(st, m))["input_ids"]
     mf = parse_modelfile(modelfile) if modelfile else None
     rep = TemplateReport(name or short_path(getattr(tok, "name_or_path", None)) or type(tok).__name__, len(convs), parity=list(others) + ["Modelfile"]*bool(mf))
     rep.issues += _template_level(tok, convs, facts, mf, stop_tokens)
     for k, msgs in enumerate(convs):
-        issues, frac, ids = _check_one(tok, msgs, k, facts, encode, last_turn_only)
+        issues, frac, ids = _check_one(tok, msgs, k, facts, encode, last_turn_only, tools_of[k])
         rep.issues += issues; rep.fractions.append(frac)
         if ids is None: continue
         for nm, f in others.items():
-            try: theirs = list(f(msgs))
+            try: theirs = list(f(msgs, tools=tools_of[k]) if nm == "保存的分词器" and tools_of[k] else f(msgs))
             except Exception as e: rep.issues.append(_issue("template_mismatch", k, f"{nm} 无法渲染这条对话：{e}")); continue
             if theirs != ids: rep.issues.append(_issue("template_mismatch", k, _diff_detail(tok, nm, ids, theirs)))
         if mf:

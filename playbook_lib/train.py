@@ -242,6 +242,9 @@ def keep_4bit_differentiable(model):
 # %% ../nbs/02_train.ipynb #9603f184
 SPLITS = ("train", "val", "test", "golden")   # the running example's splits, shipped with the library
 
+_TOOLS_NOT_YET = ("{where} 带 `tools`（工具定义）。train_sft 还不会把工具定义交给模板渲染，照常训练会缺掉模型推理时看到的那段工具说明；"
+                  "先用 `check_chat_template` 检查这份数据（第三章附），训练工具调用数据的支持还没做")
+
 def conversations(data, n=None):
     """A list of message lists from records (messages, alpaca, sharegpt or dolly), conversations, a split name or a JSONL path:
     the same formats `playbook check-data` reads. A path that does not exist, or a line that cannot be read, is an error
@@ -253,6 +256,7 @@ def conversations(data, n=None):
             if dropped := [x for x in problems if x.action == "dropped"]:
                 raise DataInputError(f"{p}：{len(dropped)} 行读不了，例如第 {dropped[0].line} 行：{dropped[0].message}。"
                                      f"`playbook check-data {p}` 会列出全部")
+            if tooled := next((e for e in exs if e.get("tools")), None): raise DataInputError(_TOOLS_NOT_YET.format(where=tooled["src"]))
             out = [e["messages"] for e in exs]
             return out[:n] if n else out
         if str(data) not in SPLITS:
@@ -261,6 +265,7 @@ def conversations(data, n=None):
     out = []
     for k, d in enumerate(data):
         if not isinstance(d, dict): out.append(d); continue
+        if d.get("tools"): raise DataInputError(_TOOLS_NOT_YET.format(where=f"第 {k} 条记录"))
         try: out.append(to_messages(d))
         except ValueError as e: raise DataInputError(f"第 {k} 条记录：{e}") from None
     return out[:n] if n else out

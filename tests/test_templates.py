@@ -10,6 +10,19 @@ from playbook_lib.templates import (ISSUES, check_chat_template, family_tokenize
 CONVS = [r["messages"] for r in load_split("train", n=30)]
 MULTI = [{"role": "system", "content": "SYS"}, {"role": "user", "content": "第一问"}, {"role": "assistant", "content": "答一"},
          {"role": "user", "content": "第二问 again"}, {"role": "assistant", "content": "答二"}]
+TOOLS = [{"type": "function", "function": {"name": "get_order", "description": "查订单状态",
+          "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}}]
+CALL = [{"role": "system", "content": "你是客服。"}, {"role": "user", "content": "订单E202611021234还没到"},
+        {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "get_order", "arguments": {"order_id": "E202611021234"}}}]},
+        {"role": "tool", "content": '{"status": "运输中"}'}, {"role": "assistant", "content": "您的订单在运输中，预计明天送达。"}]
+
+def encode_last_only(tok, messages, max_length=None, tools=None):
+    "A common mistake with agent data: train only the final answer, not the turns that call tools."
+    return encode_chat(tok, messages, max_length, last_turn_only=True, tools=tools)
+
+def encode_all_with_tools(tok, messages, max_length=None, tools=None):
+    ex = encode_chat(tok, messages, max_length, tools=tools); return dict(ex, labels=list(ex["input_ids"]))
+
 THINK = [dict(m, content=f"<think>\n想法{k}\n</think>\n\n{m['content']}") if m["role"] == "assistant" else m for k, m in enumerate(MULTI)]
 
 @pytest.fixture(scope="module")
@@ -64,6 +77,8 @@ def test_every_issue_code_is_detected(smol):
         "thinking_not_closed": check_chat_template(qwen3, [MULTI[:2] + [{"role": "assistant", "content": "<think>\n想了一半就作答"}]], facts="qwen3"),
         "thinking_in_history": check_chat_template(qwen3, [THINK], facts="qwen3"),
         "date_in_prompt": check_chat_template(family_tokenizer("llama3.2"), CONVS[:2], facts="llama3.2"),
+        "tool_call_not_trained": check_chat_template(family_tokenizer("llama3.1"), [{"messages": CALL, "tools": TOOLS}], facts="llama3.1", encode=encode_last_only),
+        "tool_result_trained": check_chat_template(family_tokenizer("llama3.1"), [{"messages": CALL, "tools": TOOLS}], facts="llama3.1", encode=encode_all_with_tools),
     }
     for code, rep in cases.items():
         assert code in rep.codes(), (code, rep.codes())
@@ -187,3 +202,34 @@ def test_llama_3_1_and_3_2_always_write_a_dated_system_block():
     assert check_chat_template(l32, CONVS[:3], facts="llama3.2").codes() == {"date_in_prompt"}
     assert check_chat_template(l30, CONVS[:3], facts="llama3", saved=l31).codes() == {"template_mismatch"}     # trained on 3.0's format
     assert check_chat_template(l31, CONVS[:3], facts="llama3.1", reference="llama3").codes() == {"template_mismatch"}  # Meta's reference
+
+
+def test_tool_calling_conversations_render_as_each_family_expects_and_train_only_the_assistant():
+    """Issue 25: tools (OpenAI format) and tool_calls / tool messages. Qwen3 writes <tool_call> JSON with "arguments" and wraps
+    results in <tool_response> inside a user turn; Llama 3.1+ writes {"name", "parameters"} and an ipython turn whose content
+    is JSON-encoded (a string result arrives quoted). The tool-calling turn is trained, the tool result is not."""
+    from playbook_lib.templates import role_problems
+    l31, q3 = family_tokenizer("llama3.1"), family_tokenizer("qwen3")
+    r = l31.apply_chat_template(CALL, tools=TOOLS, tokenize=False)
+    assert "Environment: ipython" in r and '{"name": "get_order", "parameters": {"order_id": "E202611021234"}}<|eot_id|>' in r
+    assert '<|start_header_id|>ipython<|end_header_id|>\n\n"{\\"status\\": \\"运输中\\"}"<|eot_id|>' in r
+    r = q3.apply_chat_template(CALL, tools=TOOLS, tokenize=False)
+    assert '<tool_call>\n{"name": "get_order", "arguments": {"order_id": "E202611021234"}}\n</tool_call><|im_end|>' in r
+    assert '<|im_start|>user\n<tool_response>\n{"status": "运输中"}\n</tool_response><|im_end|>' in r and "# Tools" in r
+    ex = encode_chat(l31, CALL, tools=TOOLS)
+    trained = l31.decode([t for t, l in zip(ex["input_ids"], ex["labels"]) if l != -100])
+    assert '{"name": "get_order"' in trained and "运输中\\" not in trained and "预计明天送达" in trained
+    assert check_chat_template(l31, [{"messages": CALL, "tools": TOOLS}], facts="llama3.1", stop_tokens=["<|eot_id|>"]).ok
+    assert "template_not_prefix_preserving" in check_chat_template(q3, [{"messages": CALL, "tools": TOOLS}], facts="qwen3").codes()
+    assert check_chat_template(q3, [{"messages": c, "tools": TOOLS} for c in split_turns(CALL)], facts="qwen3", last_turn_only=True).ok
+    assert role_problems(CALL) == [] and role_problems(CALL[:3]) == []          # a sample may end with the call
+    assert role_problems(CALL[:3] + CALL[4:]) == ["user / assistant 没有交替"]   # a call without its result
+    assert "user / assistant 没有交替" in role_problems(CALL[:2] + CALL[3:])     # a result without a call
+
+def test_a_cached_family_tokenizer_gets_this_versions_template(tmp_path, monkeypatch):
+    "The cache holds the vocabulary; before, a tokenizer cached by an older version kept that version's template."
+    import playbook_lib.templates as T
+    monkeypatch.setattr(T, "cache_root", lambda: tmp_path)
+    tok = T.family_tokenizer("llama3.1")
+    tok.chat_template = "{{ 'stale' }}"; tok.save_pretrained(tmp_path/"tokenizers"/"llama3.1")
+    assert T.family_tokenizer("llama3.1").chat_template == T.CHAT_TEMPLATES["llama3.1"]
