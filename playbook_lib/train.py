@@ -16,11 +16,11 @@ from .data import DataInputError, read_examples, to_messages
 # %% auto #0
 __all__ = ['METHODS', 'SCHEDULES', 'REPORT_TO', 'DTYPES', 'UNSLOTH_TARGETS', 'SPLITS', 'SPECIALIST_RECIPE', 'BUDGETS',
            'GENERAL_TEXTS', 'HYPERPARAM_ADVICE', 'ConfigError', 'TrainConfig', 'check_config', 'resolve_dtype',
-           'has_unsloth', 'precast_frozen_linears', 'load_for_training', 'keep_4bit_differentiable', 'conversations',
-           'encode_dataset', 'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb', 'param_counts', 'load_adapter',
-           'last_checkpoint', 'RunMismatchError', 'run_fingerprint', 'prior_run', 'train_sft', 'specialist_dir',
-           'evaluate_tickets', 'load_specialist', 'train_specialist', 'sweep', 'plot_sweep', 'perplexity',
-           'hyperparam_table', 'cli_train']
+           'has_unsloth', 'precast_frozen_linears', 'load_for_training', 'keep_4bit_differentiable', 'Conversation',
+           'tools_of', 'conversations', 'encode_dataset', 'sft_args', 'TrainResult', 'plot_losses', 'peak_memory_gb',
+           'param_counts', 'load_adapter', 'last_checkpoint', 'RunMismatchError', 'run_fingerprint', 'prior_run',
+           'train_sft', 'specialist_dir', 'evaluate_tickets', 'load_specialist', 'train_specialist', 'sweep',
+           'plot_sweep', 'perplexity', 'hyperparam_table', 'cli_train']
 
 # %% ../nbs/02_train.ipynb #88abc159
 import json, math, resource, time, importlib.util, difflib
@@ -147,7 +147,7 @@ def to_yaml(self: TrainConfig, path=None):
 def _prompt_tokens(tok, messages):
     "Length of the prompt part (everything before the last assistant turn, with the generation prompt)."
     last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-    return len(tok.apply_chat_template(messages[:last], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+    return len(tok.apply_chat_template(messages[:last], tools=getattr(messages, "tools", None), add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
 
 def check_config(cfg, tok=None, conversations=(), gpu=None):
     "Raise ConfigError, naming the fix, for combinations that cannot work; run before any model is loaded."
@@ -242,8 +242,15 @@ def keep_4bit_differentiable(model):
 # %% ../nbs/02_train.ipynb #9603f184
 SPLITS = ("train", "val", "test", "golden")   # the running example's splits, shipped with the library
 
-_TOOLS_NOT_YET = ("{where} 带 `tools`（工具定义）。train_sft 还不会把工具定义交给模板渲染，照常训练会缺掉模型推理时看到的那段工具说明；"
-                  "先用 `check_chat_template` 检查这份数据（第三章附），训练工具调用数据的支持还没做")
+class Conversation(list):
+    "A message list that carries the function schemas (`tools`) its record was held with; to everything else, a plain list."
+    def __init__(self, messages=(), tools=None): super().__init__(messages); self.tools = tools
+
+def tools_of(conv):
+    "The `tools` a conversation was held with (None for plain chat)."
+    return getattr(conv, "tools", None)
+
+def _conversation(msgs, tools): return Conversation(msgs, tools) if tools else msgs
 
 def conversations(data, n=None):
     """A list of message lists from records (messages, alpaca, sharegpt or dolly), conversations, a split name or a JSONL path:
@@ -256,8 +263,7 @@ def conversations(data, n=None):
             if dropped := [x for x in problems if x.action == "dropped"]:
                 raise DataInputError(f"{p}：{len(dropped)} 行读不了，例如第 {dropped[0].line} 行：{dropped[0].message}。"
                                      f"`playbook check-data {p}` 会列出全部")
-            if tooled := next((e for e in exs if e.get("tools")), None): raise DataInputError(_TOOLS_NOT_YET.format(where=tooled["src"]))
-            out = [e["messages"] for e in exs]
+            out = [_conversation(e["messages"], e.get("tools")) for e in exs]
             return out[:n] if n else out
         if str(data) not in SPLITS:
             raise DataInputError(f"找不到训练数据 {str(data)!r}：它不是文件，也不是内置切分名（{', '.join(SPLITS)}）")
@@ -265,15 +271,14 @@ def conversations(data, n=None):
     out = []
     for k, d in enumerate(data):
         if not isinstance(d, dict): out.append(d); continue
-        if d.get("tools"): raise DataInputError(_TOOLS_NOT_YET.format(where=f"第 {k} 条记录"))
-        try: out.append(to_messages(d))
+        try: out.append(_conversation(to_messages(d), d.get("tools")))
         except ValueError as e: raise DataInputError(f"第 {k} 条记录：{e}") from None
     return out[:n] if n else out
 
 def encode_dataset(tok, convs, max_length=None):
-    "A datasets.Dataset of encode_chat rows (input_ids, labels, attention_mask)."
+    "A datasets.Dataset of encode_chat rows (input_ids, labels, attention_mask); a tool-calling conversation renders with its `tools`."
     from datasets import Dataset
-    return Dataset.from_list([encode_chat(tok, c, max_length) for c in convs])
+    return Dataset.from_list([encode_chat(tok, c, max_length, tools=tools_of(c)) for c in convs])
 
 # %% ../nbs/02_train.ipynb #af4202ff
 def sft_args(cfg, dtype, gpu=None, has_eval=True, progress=True):
@@ -392,7 +397,8 @@ class RunMismatchError(ConfigError):
 def run_fingerprint(cfg, train_convs, val_convs):
     "What a run learns from: its config (less where it writes and logs) and a SHA-256 of each data split as loaded."
     import hashlib
-    sha = lambda c: hashlib.sha256(json.dumps(c, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+    as_data = lambda cs: [c if tools_of(c) is None else {"messages": list(c), "tools": tools_of(c)} for c in cs]   # plain chat hashes as before
+    sha = lambda c: hashlib.sha256(json.dumps(as_data(c), ensure_ascii=False, sort_keys=True).encode()).hexdigest()
     return dict(config={k: v for k, v in asdict(cfg).items() if k not in _NOT_LEARNED},
                 train_sha256=sha(train_convs), val_sha256=sha(val_convs), n_train=len(train_convs), n_val=len(val_convs))
 

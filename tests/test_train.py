@@ -464,3 +464,29 @@ def test_quiet_training_and_planning_leave_process_state_as_they_found_it(tmp_pa
     datasets.enable_progress_bars()
     train_sft(tiny_cfg(tmp_path, max_steps=1), toy(4), progress=False)
     assert not datasets.are_progress_bars_disabled()
+
+
+def test_train_sft_renders_each_conversations_tools(tmp_path):
+    """Issue 25: tool-calling records train with their function schemas. conversations() keeps each record's `tools`
+    (a Conversation is a plain message list that carries them), encode_dataset renders them, the run fingerprint covers them,
+    and a tiny run trains. (The tiny model's tokenizer gets the book's llama3.1 template: prefix-preserving with tool turns.)"""
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_data import write_tool_records
+    from playbook_lib.models import tiny_model
+    from playbook_lib.templates import CHAT_TEMPLATES
+    src, tools = write_tool_records(tmp_path)
+    convs = T.conversations(src)
+    assert all(T.tools_of(c) == tools and isinstance(c, list) for c in convs) and T.tools_of([{"role": "user"}]) is None
+    model, tok = tiny_model(seed=0)
+    tok.chat_template = CHAT_TEMPLATES["llama3.1"]
+    ds = T.encode_dataset(tok, convs)
+    rendered = tok.decode(ds[0]["input_ids"])
+    assert '"name": "get_order"' in rendered and "Environment: ipython" in rendered   # the schema block and the call
+    cfg = TrainConfig(model="tiny", max_steps=2, batch_size=2, eval_steps=0, save_steps=0, max_length=1024, output_dir=str(tmp_path/"run"))
+    fp = T.run_fingerprint(cfg, convs, [])
+    other = [T.Conversation(c, [dict(tools[0], function=dict(tools[0]["function"], name="lookup"))]) for c in convs]
+    assert T.run_fingerprint(cfg, other, [])["train_sha256"] != fp["train_sha256"]              # a changed schema is a changed run
+    assert T.run_fingerprint(cfg, [list(c) for c in convs], [])["train_sha256"] != fp["train_sha256"]
+    res = train_sft(cfg, convs, None, model=model, tokenizer=tok, progress=False)
+    assert res.steps == 2 and math.isfinite(res.train_loss)
