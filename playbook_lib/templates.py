@@ -568,6 +568,8 @@ def parse_modelfile(text):
     return out
 
 # %% ../nbs/03a_templates.ipynb #e5408f31
+def _pct(x): return "—" if x != x else f"{x:.1%}"   # nan: no conversation could be encoded
+
 @dataclass
 class TemplateReport:
     "What `check_chat_template` found: issues, and the trained-token fraction of every example."
@@ -597,7 +599,7 @@ class TemplateReport:
     def _repr_markdown_(self):
         s = self.summary()
         head = (f"**模板检查：{self.name}** — {s['n']} 条对话，{s['errors']} 个错误，{s['warnings']} 个警告；"
-                f"训练 token 占比 最小 {s['trained_min']:.1%} / 中位 {s['trained_median']:.1%} / 最大 {s['trained_max']:.1%}"
+                f"训练 token 占比 最小 {_pct(s['trained_min'])} / 中位 {_pct(s['trained_median'])} / 最大 {_pct(s['trained_max'])}"
                 + (f"；逐 token 对比：{', '.join(self.parity)}" if self.parity else ""))
         if not self.issues: return head + "\n\n✅ 没有发现问题。"
         esc = lambda t: str(t).replace("|", "\\|").replace("\n", " ")
@@ -605,7 +607,7 @@ class TemplateReport:
         return head + "\n\n| 代码 | 级别 | 次数 | 样本 | 说明 | 修复 | 证据 |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     def __str__(self):
         s = self.summary()
-        lines = [f"模板检查 {self.name}: {s['n']} 条对话, {s['errors']} 个错误, {s['warnings']} 个警告, 训练 token 占比中位数 {s['trained_median']:.1%}"]
+        lines = [f"模板检查 {self.name}: {s['n']} 条对话, {s['errors']} 个错误, {s['warnings']} 个警告, 训练 token 占比中位数 {_pct(s['trained_median'])}"]
         for r in self.rows():
             lines += [f"  [{r['severity']}] {r['code']} ×{r['count']} 样本 {r['examples']}: {r['message']}", f"      修复: {r['fix']}"]
             if r["detail"]: lines.append(f"      证据: {r['detail'][:200]}")

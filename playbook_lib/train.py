@@ -278,7 +278,13 @@ def conversations(data, n=None):
 def encode_dataset(tok, convs, max_length=None):
     "A datasets.Dataset of encode_chat rows (input_ids, labels, attention_mask); a tool-calling conversation renders with its `tools`."
     from datasets import Dataset
-    return Dataset.from_list([encode_chat(tok, c, max_length, tools=tools_of(c)) for c in convs])
+    rows = []
+    for k, c in enumerate(convs):
+        try: rows.append(encode_chat(tok, c, max_length, tools=tools_of(c)))
+        except ValueError as e:   # the template cannot locate an assistant turn: the data's shape, not a bug
+            raise DataInputError(f"第 {k} 段对话：{e}。先跑 `check_chat_template`（`playbook check-data FILE --model …`）；"
+                                 "多轮的思考或工具调用数据用 `split_turns` 拆成每个助手回合一条（第三章附）") from None
+    return Dataset.from_list(rows)
 
 # %% ../nbs/02_train.ipynb #af4202ff
 def sft_args(cfg, dtype, gpu=None, has_eval=True, progress=True):

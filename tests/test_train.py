@@ -490,3 +490,12 @@ def test_train_sft_renders_each_conversations_tools(tmp_path):
     assert T.run_fingerprint(cfg, [list(c) for c in convs], [])["train_sha256"] != fp["train_sha256"]
     res = train_sft(cfg, convs, None, model=model, tokenizer=tok, progress=False)
     assert res.steps == 2 and math.isfinite(res.train_loss)
+
+def test_data_a_template_cannot_split_is_a_data_error_not_a_crash():
+    "Before: Qwen3 multi-turn data made encode_chat raise a bare ValueError inside train_sft (exit 70, 'a bug'); now a DataInputError (exit 2) that names the conversation and the fix."
+    from playbook_lib.templates import family_tokenizer
+    from playbook_lib.data import DataInputError
+    from playbook_lib.cli import known_error
+    multi = [{"role": "user", "content": "第一问"}, {"role": "assistant", "content": "答一"}, {"role": "user", "content": "第二问"}, {"role": "assistant", "content": "答二"}]
+    with pytest.raises(DataInputError, match="第 1 段对话.*split_turns") as e: T.encode_dataset(family_tokenizer("qwen3"), [multi[:2], multi])
+    assert known_error(e.value)[0] == 2
