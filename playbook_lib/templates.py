@@ -143,10 +143,11 @@ def _build_llama3():
                                                                   special_tokens=[("<|begin_of_text|>", 128000)])
     return tok
 
-def _build_qwen():
+def _build_qwen(added=None):
+    "Qwen's BPE vocabulary (dashscope); `added`: {id: token} names for the extra slots after <|im_end|> (151645)."
     pat = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # dashscope PAT_STR
-    tok = _tiktoken_tokenizer(_pkg_file("dashscope", "resources", "qwen.tiktoken"), pat,
-                              ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + [f"<|extra_{i}|>" for i in range(205)])
+    extra = [(added or {}).get(151646 + i, f"<|extra_{i}|>") for i in range(205)]
+    tok = _tiktoken_tokenizer(_pkg_file("dashscope", "resources", "qwen.tiktoken"), pat, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + extra)
     tok.eos_token, tok.pad_token = "<|im_end|>", "<|endoftext|>"
     return tok
 
@@ -154,12 +155,8 @@ _QWEN_ADDED = {151657: "<tool_call>", 151658: "</tool_call>", 151665: "<tool_res
                151667: "<think>", 151668: "</think>"}   # Qwen2.5/Qwen3 tokenizer_config.json added_tokens_decoder (the last four: Qwen3)
 
 def _build_qwen3():
-    "Qwen's BPE vocabulary (dashscope) with Qwen3's added tokens at their ids: the extra slots after <|im_end|> (151645) renamed."
-    pat = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # dashscope PAT_STR
-    extra = [_QWEN_ADDED.get(151646 + i, f"<|extra_{i}|>") for i in range(205)]
-    tok = _tiktoken_tokenizer(_pkg_file("dashscope", "resources", "qwen.tiktoken"), pat, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + extra)
-    tok.eos_token, tok.pad_token = "<|im_end|>", "<|endoftext|>"
-    return tok
+    "Qwen's vocabulary with Qwen3's added tokens at their ids."
+    return _build_qwen(_QWEN_ADDED)
 
 def _build_mistral(fname="mistral_instruct_tokenizer_240323.model.v3"):
     from transformers import LlamaTokenizer
