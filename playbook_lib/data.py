@@ -39,6 +39,10 @@ def detect_format(rec):
 
 def _join(*parts): return "\n\n".join(p for p in parts if p)
 
+def _tools(rec):
+    "The function schemas of a tool-calling record, as keyword arguments to keep them beside its messages ({} for chat)."
+    return {"tools": rec["tools"]} if rec.get("tools") else {}
+
 def to_messages(rec, system=None):
     "Normalise an alpaca / sharegpt / OpenAI messages / dolly record to a list of {role, content} messages."
     fmt = detect_format(rec)
@@ -99,8 +103,7 @@ def read_examples(path, strict=False, system=None):
             except json.JSONDecodeError as e: bad(n, "malformed_json", f"不是合法的 JSON（{e.msg}，第 {e.colno} 列）", "dropped", text); continue
             try: msgs = to_messages(rec, system)
             except (ValueError, TypeError, KeyError, AttributeError) as e: bad(n, "missing_fields", str(e), "dropped", text); continue
-            examples.append(dict(id=str(rec.get("id", f"{path.name}:{n}")), messages=msgs, src=f"{path.name}:{n}", format=detect_format(rec),
-                                 **({"tools": rec["tools"]} if rec.get("tools") else {})))   # the function schemas of a tool-calling record
+            examples.append(dict(id=str(rec.get("id", f"{path.name}:{n}")), messages=msgs, src=f"{path.name}:{n}", format=detect_format(rec), **_tools(rec)))
     return examples, problems
 
 # %% ../nbs/03_data.ipynb #7ed07314
@@ -277,7 +280,7 @@ def as_examples(data):
     out = []
     for k, d in enumerate(data):
         if isinstance(d, dict) and "src" in d and "messages" in d: out.append(d)
-        elif isinstance(d, dict): out.append(dict(id=str(d.get("id", k)), messages=to_messages(d), src=str(d.get("id", k)), **({"tools": d["tools"]} if d.get("tools") else {})))
+        elif isinstance(d, dict): out.append(dict(id=str(d.get("id", k)), messages=to_messages(d), src=str(d.get("id", k)), **_tools(d)))
         else: out.append(dict(id=str(k), messages=list(d), src=str(k)))
     return out
 
@@ -511,7 +514,7 @@ def clean(data, report, out=None, rejects=None,
                          f"先看报告，确认这些行真的该删；确实要删就放宽上限：clean(..., max_drop={min(1.0, round(lost/total + 0.05, 2))})（命令行 --max-drop）")
     rej += [dict(src=f"{Path(p.file).name}:{p.line}", id=None, reasons=[dict(code=p.code, detail=p.message, action=p.action)], raw=mask_pii(p.raw))
             for p in report.input_problems]
-    if out: write_jsonl(out, [dict(id=e["id"], messages=e["messages"], **({"tools": e["tools"]} if e.get("tools") else {})) for e in kept])
+    if out: write_jsonl(out, [dict(id=e["id"], messages=e["messages"], **_tools(e)) for e in kept])
     if rejects: write_jsonl(rejects, rej)
     return CleanResult(kept, rej, repaired, str(out) if out else None, str(rejects) if rejects else None, dict(warned.most_common()))
 

@@ -57,7 +57,7 @@ _LLAMA31_BODY = ("{%- if tools is not defined %}{%- set tools = none %}{%- endif
                  "{%- else %}{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>' }}{%- endif %}{%- endfor %}"
                  "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}")
 
-CHAT_TEMPLATES = {  # Jinja chat templates written for this book from the facts above (no tools, text only)
+CHAT_TEMPLATES = {  # Jinja chat templates written for this book from the facts above (text; tools only where the family says so below)
     "llama3": ("{{- bos_token }}{%- for m in messages %}{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>' }}"
                "{%- endfor %}{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"),
     "qwen2.5": ("{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
@@ -97,9 +97,10 @@ CHAT_TEMPLATES = {  # Jinja chat templates written for this book from the facts 
               "{%- elif messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}{%- endif %}"
               "{%- set ns = namespace(last_user=-1) %}{%- for m in messages %}{%- if m['role'] == 'user' %}{%- set ns.last_user = loop.index0 %}{%- endif %}{%- endfor %}"
               "{%- for m in messages %}{%- if m['role'] == 'user' or (m['role'] == 'system' and not loop.first) %}{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
-              "{%- elif m['role'] == 'assistant' %}{%- set answer, thought = m['content'] or '', m.get('reasoning_content') or '' %}"
-              "{%- if '</think>' in answer %}{%- set thought = answer.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}"
-              "{%- set answer = answer.split('</think>')[-1].lstrip('\\n') %}{%- endif %}"
+              "{%- elif m['role'] == 'assistant' %}{%- set answer, thought = m['content'] or '', m.get('reasoning_content') %}"
+              "{%- if thought is none %}{%- set thought = '' %}{%- if '</think>' in answer %}"
+              "{%- set thought = answer.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}"
+              "{%- set answer = answer.split('</think>')[-1].lstrip('\\n') %}{%- endif %}{%- endif %}"
               "{%- if loop.index0 > ns.last_user and (loop.last or thought) %}"
               "{{- '<|im_start|>assistant\\n<think>\\n' + thought.strip('\\n') + '\\n</think>\\n\\n' + answer.lstrip('\\n') }}"
               "{%- else %}{{- '<|im_start|>assistant\\n' + answer }}{%- endif %}"
@@ -416,6 +417,10 @@ def _tool_issues(tok, msgs, i, ids, labels, last_turn_only):
     if leaked: out.append(_issue("tool_result_trained", i, f"{len(leaked)} 条工具结果在标签里"))
     return out
 
+def _encode(encode, tok, msgs, tools=None):
+    "Call the trainer's `encode(tok, msgs)`; a tool-calling conversation also gets its `tools` (a custom encode without tools still works on chat)."
+    return encode(tok, msgs, tools=tools) if tools else encode(tok, msgs)
+
 def _check_one(tok, msgs, i, facts, encode, last_turn_only=False, tools=None):
     "Issues and trained-token fraction of one conversation."
     if probs := role_problems(msgs): return [_issue("role_order_invalid", i, "；".join(probs))], None, None
@@ -425,7 +430,7 @@ def _check_one(tok, msgs, i, facts, encode, last_turn_only=False, tools=None):
     except Exception as e:  # the template itself raised (Gemma 2 on a system message, Mistral on roles that do not alternate)
         code = "system_role_unsupported" if "system" in str(e).lower() else "role_order_invalid"
         return [_issue(code, i, f"模板报错：{e}")], None, None
-    enc = encode(tok, msgs, tools=tools) if tools else encode(tok, msgs); ids, labels = list(enc["input_ids"]), list(enc["labels"])
+    enc = _encode(encode, tok, msgs, tools); ids, labels = list(enc["input_ids"]), list(enc["labels"])
     out, n_tr = thinking + _tool_issues(tok, msgs, i, ids, labels, last_turn_only), sum(l != -100 for l in labels)
     if n_tr == 0: out.append(_issue("no_assistant_tokens", i))
     bos = tok.bos_token_id if facts is None or facts.bos else None
@@ -661,9 +666,11 @@ def check_chat_template(tok,                 # tokenizer (or its directory) whos
     convs, tools_of = [c["messages"] if isinstance(c, dict) else c for c in recs], [c.get("tools") if isinstance(c, dict) else None for c in recs]
     if last_turn_only and encode is encode_chat: encode = partial(encode_chat, last_turn_only=True)
     others = {}
-    if reference is not None: others[f"参考编码器 {reference}" if isinstance(reference, str) else "参考编码器"] = vendor_encoder(reference) if isinstance(reference, str) else reference
+    if reference is not None:   # vendor reference encoders render chat only
+        ref = vendor_encoder(reference) if isinstance(reference, str) else reference
+        others[f"参考编码器 {reference}" if isinstance(reference, str) else "参考编码器"] = lambda m, tools=None: ref(m)
     if saved is not None:
-        st = _as_tokenizer(saved); others["保存的分词器"] = lambda m, tools=None: (encode(st, m, tools=tools) if tools else encode(st, m))["input_ids"]
+        st = _as_tokenizer(saved); others["保存的分词器"] = lambda m, tools=None: _encode(encode, st, m, tools)["input_ids"]
     mf = parse_modelfile(modelfile) if modelfile else None
     rep = TemplateReport(name or short_path(getattr(tok, "name_or_path", None)) or type(tok).__name__, len(convs), parity=list(others) + ["Modelfile"]*bool(mf))
     rep.issues += _template_level(tok, convs, facts, mf, stop_tokens)
@@ -672,7 +679,7 @@ def check_chat_template(tok,                 # tokenizer (or its directory) whos
         rep.issues += issues; rep.fractions.append(frac)
         if ids is None: continue
         for nm, f in others.items():
-            try: theirs = list(f(msgs, tools=tools_of[k]) if nm == "保存的分词器" and tools_of[k] else f(msgs))
+            try: theirs = list(f(msgs, tools_of[k]))
             except Exception as e: rep.issues.append(_issue("template_mismatch", k, f"{nm} 无法渲染这条对话：{e}")); continue
             if theirs != ids: rep.issues.append(_issue("template_mismatch", k, _diff_detail(tok, nm, ids, theirs)))
         if mf:

@@ -470,9 +470,7 @@ def test_train_sft_renders_each_conversations_tools(tmp_path):
     """Issue 25: tool-calling records train with their function schemas. conversations() keeps each record's `tools`
     (a Conversation is a plain message list that carries them), encode_dataset renders them, the run fingerprint covers them,
     and a tiny run trains. (The tiny model's tokenizer gets the book's llama3.1 template: prefix-preserving with tool turns.)"""
-    import sys
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_data import write_tool_records
+    from test_data import write_tool_records   # the tests/ folder is on sys.path (pytest's default import mode)
     from playbook_lib.models import tiny_model
     from playbook_lib.templates import CHAT_TEMPLATES
     src, tools = write_tool_records(tmp_path)
