@@ -74,10 +74,10 @@ class Server:
         return self.proc.poll()
 
 # %% ../nbs/05b_serve.ipynb #e5ffb801
-def _healthy(endpoint, timeout=1.):
+def _healthy(endpoint, timeout=1., path="/health"):
     import urllib.request
     try:
-        with urllib.request.urlopen(f"{endpoint}/health", timeout=timeout) as r: return r.status == 200
+        with urllib.request.urlopen(f"{endpoint}{path}", timeout=timeout) as r: return r.status == 200
     except OSError: return False
 
 def _hub_cache(env):
@@ -92,6 +92,7 @@ def serve(model_dir, # merged model directory (the output of merge_adapter)
           command=None, # argv to run instead of `transformers serve` (e.g. vllm_command(...))
           timeout=180, # seconds to wait for /health
           log_path=None, # where the server's stdout/stderr go
+          health="/health", # the GET path that answers 200 once the model is loaded (llama.cpp's server: /v1/models)
           ) -> Server:
     "Start an OpenAI-compatible server for `model_dir` as a subprocess and wait until /health answers."
     port = port or free_port(host)
@@ -105,10 +106,10 @@ def serve(model_dir, # merged model directory (the output of merge_adapter)
     srv = Server(proc, f"http://{host}:{port}", str(model_dir), log_path)
     while time.perf_counter() - t0 < timeout:
         if not srv.alive(): raise ServeError(f"服务进程退出（返回码 {proc.returncode}）。日志末尾：\n{srv.log_tail()}")
-        if _healthy(srv.endpoint): srv.startup_s = time.perf_counter() - t0; return srv
+        if _healthy(srv.endpoint, path=health): srv.startup_s = time.perf_counter() - t0; return srv
         time.sleep(0.5)
     srv.stop()
-    raise ServeError(f"{timeout} 秒内 {srv.endpoint}/health 没有就绪。日志末尾：\n{srv.log_tail()}")
+    raise ServeError(f"{timeout} 秒内 {srv.endpoint}{health} 没有就绪。日志末尾：\n{srv.log_tail()}")
 
 # %% ../nbs/05b_serve.ipynb #e85ae75d
 class RequestMonitor:
@@ -154,10 +155,10 @@ def grade_answer(text, gold):
         return p is not None, p == g
     return None, (text or "").strip() == gold.strip()
 
-def _ask(client, model, messages, max_tokens):
+def _ask(client, model, messages, max_tokens, extra_body=None):
     "(text, prompt_tokens, completion_tokens, error) for one chat completion."
     try:
-        r = client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens, temperature=0)
+        r = client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens, temperature=0, extra_body=extra_body)
         u = r.usage
         return r.choices[0].message.content or "", getattr(u, "prompt_tokens", 0), getattr(u, "completion_tokens", 0), None
     except Exception as e: return "", 0, 0, f"{type(e).__name__}: {e}"
@@ -170,6 +171,7 @@ def smoke_test(endpoint, # server root, e.g. http://127.0.0.1:8000
                max_tokens=200, # generation cap per request
                monitor=None, # a RequestMonitor to record each request
                timeout=120, # per-request timeout in seconds
+               extra_body=None, # server-specific request fields, e.g. {"repeat_penalty": 1.0} for llama.cpp's server (chapter 5c)
                ) -> SmokeReport:
     "Send cases through the `openai` client and grade the answers (JSON or plain text); every request goes to `monitor`."
     from openai import OpenAI
@@ -180,7 +182,7 @@ def smoke_test(endpoint, # server root, e.g. http://127.0.0.1:8000
     for i, ex in enumerate(cases):
         prompt, gold = smoke_case(ex, i)
         t0 = time.perf_counter()
-        text, pt, ct, err = _ask(client, model, prompt, max_tokens)
+        text, pt, ct, err = _ask(client, model, prompt, max_tokens, extra_body)
         valid, exact = grade_answer(text, gold)
         outcome = "error" if err else "invalid_json" if valid is False else "ok"
         if monitor: monitor.record(time.perf_counter() - t0, pt, ct, outcome, case=ex.get("id") if isinstance(ex, dict) else i, accepted=exact, error=err)

@@ -651,7 +651,7 @@ def _template_level(tok, convs, facts, mf, stop_tokens):
 def check_chat_template(tok,                 # tokenizer (or its directory) whose chat template the trainer renders with
                         conversations,       # message lists, or records with "messages" (and "tools" for tool calling)
                         facts=None,          # TemplateFacts or a TEMPLATE_FACTS key: expected BOS and end-of-turn
-                        reference=None,      # vendor family ("llama3", "qwen2.5", "mistral-v3"...) or a messages -> ids function
+                        reference=None,      # vendor family ("llama3", "qwen2.5", "mistral-v3"...), a messages -> ids function, or {label: (messages, tools) -> ids}
                         saved=None,          # the tokenizer saved with the adapter: must tokenize identically
                         modelfile=None,      # an Ollama Modelfile (text) whose TEMPLATE must render the same prompt ids
                         stop_tokens=None,    # the server's stop strings: must include the end-of-turn token
@@ -666,7 +666,8 @@ def check_chat_template(tok,                 # tokenizer (or its directory) whos
     convs, tools_of = [c["messages"] if isinstance(c, dict) else c for c in recs], [c.get("tools") if isinstance(c, dict) else None for c in recs]
     if last_turn_only and encode is encode_chat: encode = partial(encode_chat, last_turn_only=True)
     others = {}
-    if reference is not None:   # vendor reference encoders render chat only
+    if isinstance(reference, dict): others.update(reference)   # labelled renderings that take tools too (a GGUF's, chapter 5c)
+    elif reference is not None:   # vendor reference encoders render chat only
         ref = vendor_encoder(reference) if isinstance(reference, str) else reference
         others[f"参考编码器 {reference}" if isinstance(reference, str) else "参考编码器"] = lambda m, tools=None: ref(m)
     if saved is not None:
