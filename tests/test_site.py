@@ -32,6 +32,10 @@ def test_install_cell_matches_the_project():
         assert install.startswith("#| eval: false"), p.name
         assert f'@v{playbook_lib.__version__}"' in install, p.name
         for pin in re.findall(r'--no-deps "([^"]+)"', setup): assert f'"{pin}"' in install, (p.name, pin)
+        for req in colab.extra(colab.CHAPTER_EXTRAS.get(p.name)): assert f'"{req}"' in install, (p.name, req)
+    # chapter 5c's install pin, pyproject's gguf extra and the version tools/llama_cpp.sh builds are one version
+    from playbook_lib.gguf import LLAMA_CPP_VERSION
+    assert colab.extra("gguf") == [f"llama-cpp-python[server]=={LLAMA_CPP_VERSION}"]
     assert subprocess.run([sys.executable, str(ROOT/"tools"/"colab.py"), "--check"]).returncode == 0
 
 def test_check_mode_catches_a_stale_cell(tmp_path, monkeypatch):

@@ -21,6 +21,14 @@ def project():
     nodeps += [l.strip() for l in req.read_text().splitlines() if l.strip() and not l.startswith("#")]
     return version, url, nodeps
 
+CHAPTER_EXTRAS = {"05c_gguf.ipynb": "gguf"}   # chapters that need an optional extra of pyproject.toml on top of [dev]
+
+def extra(name):
+    "The requirement lines of one optional extra in pyproject.toml (none for None)."
+    if name is None: return []
+    body = re.search(rf'^{name} = \[(.*?)\]\s*$', (ROOT/"pyproject.toml").read_text(), re.M | re.S).group(1)
+    return re.findall(r'"([^"]+)"', body)
+
 def cells(nb_name):
     "The badge (markdown) and install (code) cells for one notebook."
     version, url, nodeps = project()
@@ -31,7 +39,8 @@ def cells(nb_name):
         "#| eval: false",
         f"# 在 Colab 或新机器上先安装本书的库 playbook-lib {version}（由 {INSTALL_MARK} 按 pyproject.toml 生成，别手改）",
         f'!pip install -q "playbook-lib[dev] @ git+{url}@v{version}"',
-        "!pip install -q --no-deps " + " ".join(f'"{r}"' for r in nodeps)])
+        "!pip install -q --no-deps " + " ".join(f'"{r}"' for r in nodeps)]
+        + [f'!pip install -q "{r}"   # 这一章要用；PyPI 上只有源码包，要编译几分钟' for r in extra(CHAPTER_EXTRAS.get(nb_name))])
     return ({"cell_type": "markdown", "metadata": {}, "source": badge.splitlines(keepends=True)},
             {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": install.splitlines(keepends=True)})
 

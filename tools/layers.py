@@ -29,6 +29,7 @@ LAYERS = [
     ("golden",),                     # chapter 4b
     ("merge",),                      # chapter 5
     ("serve",),                      # chapter 5b
+    ("gguf",),                       # chapter 5c
     ("pipeline",),                   # chapter 6
 ]
 RANK = {m: i for i, ms in enumerate(LAYERS) for m in ms}

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh dev
+bash tools/llama_cpp.sh   # chapter 5c: builds llama-cpp-python once (about 8 min on 2 cores), then reuses the cached wheel
 . .venv/bin/activate
 snap() { find playbook_lib nbs README.md -type f \( -name '*.py' -o -name '*.ipynb' -o -name 'README.md' \) -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum; }
 before=$(snap)
